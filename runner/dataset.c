@@ -1,0 +1,200 @@
+/*
+ * dataset.c -- the matrix and dataset types every stage shares.
+ *
+ * mp_matrix is row-major float32 (rows = samples) so algorithms hand whole
+ * blocks to OpenBLAS.  mp_dataset adds the target vector, column and class
+ * names, and the source line of each row so errors found late (in predict)
+ * can still name the row of the input file.
+ */
+#include "mp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int mp_matrix_init(mp_matrix *m, size_t n_rows, size_t n_cols, mp_err *err) {
+    size_t n = mp_mul_size(n_rows, n_cols);
+    float *d = mp_calloc(n ? n : 1, sizeof *d);
+    if (!d)
+        return MP_ERR(err, MP_E_NOMEM, "out of memory for a %zu x %zu matrix", n_rows, n_cols);
+    m->data = d;
+    m->n_rows = n_rows;
+    m->n_cols = n_cols;
+    return MP_OK;
+}
+
+void mp_matrix_release(mp_matrix *m) {
+    if (!m) return;
+    mp_free(m->data);
+    m->data = NULL;
+    m->n_rows = m->n_cols = 0;
+}
+
+mp_dataset *mp_dataset_new(void) {
+    return mp_calloc(1, sizeof(mp_dataset));
+}
+
+static void free_strs(char **v, size_t n) {
+    if (!v) return;
+    for (size_t i = 0; i < n; i++) mp_free(v[i]);
+    mp_free(v);
+}
+
+void mp_dataset_free(mp_dataset *ds) {
+    if (!ds) return;
+    free_strs(ds->feature_names, ds->X.n_cols);
+    free_strs(ds->class_names, ds->n_classes);
+    mp_free(ds->target_name);
+    mp_free(ds->y);
+    mp_free(ds->source_rows);
+    mp_matrix_release(&ds->X);
+    mp_free(ds);
+}
+
+static char **copy_strs(char *const *v, size_t n) {
+    char **d = mp_calloc(n ? n : 1, sizeof *d);
+    if (!d) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!(d[i] = mp_strdup(v[i]))) {
+            free_strs(d, i);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+/* Copies names, task and classes of src into an empty dst. */
+static int copy_meta(mp_dataset *dst, const mp_dataset *src) {
+    dst->task = src->task;
+    if (src->feature_names && !(dst->feature_names = copy_strs(src->feature_names, src->X.n_cols)))
+        return MP_E_NOMEM;
+    if (src->target_name && !(dst->target_name = mp_strdup(src->target_name))) return MP_E_NOMEM;
+    if (src->class_names) {
+        if (!(dst->class_names = copy_strs(src->class_names, src->n_classes))) return MP_E_NOMEM;
+        dst->n_classes = src->n_classes;
+    }
+    return MP_OK;
+}
+
+mp_dataset *mp_dataset_subset(const mp_dataset *src, const size_t *idx, size_t n, mp_err *err) {
+    mp_dataset *d = mp_dataset_new();
+    if (!d) goto nomem;
+    size_t nc = src->X.n_cols;
+    if (mp_matrix_init(&d->X, n, nc, err) != MP_OK) goto fail;
+    if (copy_meta(d, src) != MP_OK) goto nomem;
+    if (src->y && !(d->y = mp_malloc(mp_mul_size(n ? n : 1, sizeof *d->y)))) goto nomem;
+    if (src->source_rows && !(d->source_rows = mp_malloc(mp_mul_size(n ? n : 1, sizeof(size_t)))))
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = idx[i];
+        memcpy(d->X.data + i * nc, src->X.data + r * nc, nc * sizeof(float));
+        if (d->y) d->y[i] = src->y[r];
+        if (d->source_rows) d->source_rows[i] = src->source_rows[r];
+    }
+    return d;
+nomem:
+    MP_ERR(err, MP_E_NOMEM, "out of memory copying %zu rows", n);
+fail:
+    mp_dataset_free(d);
+    return NULL;
+}
+
+mp_dataset *mp_dataset_copy(const mp_dataset *src, mp_err *err) {
+    size_t n = src->X.n_rows;
+    size_t *idx = mp_malloc(mp_mul_size(n ? n : 1, sizeof *idx));
+    if (!idx) {
+        MP_ERR(err, MP_E_NOMEM, "out of memory copying %zu rows", n);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) idx[i] = i;
+    mp_dataset *d = mp_dataset_subset(src, idx, n, err);
+    mp_free(idx);
+    return d;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int mp_dataset_encode_labels(mp_dataset *ds, mp_err *err) {
+    if (ds->task == MP_TASK_CLASSIFICATION) return MP_OK;
+    if (!ds->y) return MP_ERR(err, MP_E_DATA, "the data has no target column to classify");
+    size_t n = ds->X.n_rows;
+    double *u = mp_malloc(mp_mul_size(n ? n : 1, sizeof *u));
+    if (!u) return MP_ERR(err, MP_E_NOMEM, "out of memory encoding labels");
+    memcpy(u, ds->y, n * sizeof *u);
+    qsort(u, n, sizeof *u, cmp_double);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || u[i] != u[k - 1]) u[k++] = u[i];
+    char **names = mp_calloc(k ? k : 1, sizeof *names);
+    if (!names) goto nomem;
+    for (size_t i = 0; i < k; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.17g", u[i]);
+        /* prefer the short form when it round-trips: "1" not "1.0000000000000000" */
+        char shortbuf[64];
+        snprintf(shortbuf, sizeof shortbuf, "%g", u[i]);
+        if (strtod(shortbuf, NULL) == u[i]) memcpy(buf, shortbuf, sizeof buf);
+        if (!(names[i] = mp_strdup(buf))) {
+            free_strs(names, i);
+            goto nomem;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        double *hit = bsearch(&ds->y[i], u, k, sizeof *u, cmp_double);
+        ds->y[i] = (double)(hit - u);
+    }
+    mp_free(u);
+    ds->class_names = names;
+    ds->n_classes = k;
+    ds->task = MP_TASK_CLASSIFICATION;
+    return MP_OK;
+nomem:
+    mp_free(u);
+    return MP_ERR(err, MP_E_NOMEM, "out of memory encoding labels");
+}
+
+void mp_model_free(mp_model *m) {
+    if (!m) return;
+    if (m->ops && m->ops->free_state) m->ops->free_state(m->state);
+    mp_free(m);
+}
+
+int mp_transform_chain_apply(const mp_transform *t, size_t n, mp_matrix *X, mp_err *err) {
+    for (size_t i = 0; i < n; i++)
+        if (t[i].ops->apply(t[i].state, X, err) != MP_OK) return err->code;
+    return MP_OK;
+}
+
+int mp_model_predict(const mp_model *m, const mp_matrix *X, mp_matrix *out, mp_err *err) {
+    if (X->n_cols != m->n_features)
+        return MP_ERR(err, MP_E_DATA, "model expects %zu features, got %zu", m->n_features,
+                      X->n_cols);
+    mp_matrix raw = { 0 };
+    if (mp_matrix_init(&raw, X->n_rows, m->n_outputs, err) != MP_OK) return err->code;
+    if (m->ops->predict(m, X, &raw, err) != MP_OK) {
+        mp_matrix_release(&raw);
+        return err->code;
+    }
+    if (mp_matrix_init(out, X->n_rows, 1, err) != MP_OK) {
+        mp_matrix_release(&raw);
+        return err->code;
+    }
+    for (size_t i = 0; i < X->n_rows; i++) {
+        const float *r = raw.data + i * raw.n_cols;
+        if (m->task == MP_TASK_CLASSIFICATION && raw.n_cols > 1) {
+            size_t best = 0;
+            for (size_t j = 1; j < raw.n_cols; j++)
+                if (r[j] > r[best]) best = j;
+            out->data[i] = (float)best;
+        } else if (m->task == MP_TASK_CLASSIFICATION) {
+            out->data[i] = r[0] > 0.0f ? 1.0f : 0.0f; /* a single binary score */
+        } else {
+            out->data[i] = r[0];
+        }
+    }
+    mp_matrix_release(&raw);
+    return MP_OK;
+}
