@@ -1,4 +1,3 @@
 /* PLACEHOLDER main */
 #include "mp.h"
-volatile int mp_cancel_signal;
 int main(void) { return 0; }

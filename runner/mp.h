@@ -58,4 +58,13 @@ void mp_log_set_context(const char *run_id, const char *stage);
 typedef void (*mp_log_sink)(int level, const char *msg, void *userdata);
 void mp_log_set_sink(mp_log_sink fn, void *userdata);   /* NULL restores stderr */
 
+/* What ctx->host points to: the run's services.  exec.c fills one per run;
+ * tests fill their own to capture metrics.  With ctx->host == NULL metrics
+ * and artifacts are only logged at debug level. */
+typedef struct mp_host {
+    int  (*metric)(void *ud, const char *key, double value, long step, mp_err *err);
+    int  (*artifact)(void *ud, const char *name, const char *path, mp_err *err);
+    void *ud;
+} mp_host;
+
 #endif /* MP_H */

@@ -138,6 +138,19 @@ static int check_entry(const char *path, size_t idx, const mp_stage_ops *s,
     return MP_OK;
 }
 
+int mp_registry_add(const mp_stage_ops *const *list, const char *origin, mp_err *err) {
+    size_t n = 0;
+    while (list && list[n]) {
+        if (check_entry(origin, n, list[n], list, err) != MP_OK) return err->code;
+        n++;
+    }
+    if (n == 0 || n_plugin_stages + n > MAX_PLUGIN_STAGES)
+        return MP_ERR(err, MP_E_PLUGIN, "plugin '%s': %s", origin,
+                      n == 0 ? "no stages" : "too many stages");
+    for (size_t i = 0; i < n; i++) plugin_stages[n_plugin_stages++] = list[i];
+    return MP_OK;
+}
+
 int mp_registry_load_plugin(const char *path, mp_err *err) {
     for (size_t i = 0; i < n_handles; i++)
         if (strcmp(handle_paths[i], path) == 0) return MP_OK; /* already loaded */
@@ -160,28 +173,18 @@ int mp_registry_load_plugin(const char *path, mp_err *err) {
         return err->code;
     }
     const mp_stage_ops *const *list = entry();
-    size_t n = 0;
-    while (list && list[n]) {
-        if (check_entry(path, n, list[n], list, err) != MP_OK) {
-            dlclose(h);
-            return err->code;
-        }
-        n++;
-    }
-    if (n == 0 || n_plugin_stages + n > MAX_PLUGIN_STAGES) {
+    if (mp_registry_add(list, path, err) != MP_OK) {
         dlclose(h);
-        return MP_ERR(err, MP_E_PLUGIN, "plugin '%s': %s", path,
-                      n == 0 ? "no stages" : "too many stages");
+        return err->code;
     }
     char *p = mp_strdup(path);
     if (!p) {
         dlclose(h);
         return MP_ERR(err, MP_E_NOMEM, "out of memory loading plugin '%s'", path);
     }
-    for (size_t i = 0; i < n; i++) plugin_stages[n_plugin_stages++] = list[i];
     handle_paths[n_handles] = p;
     handles[n_handles++] = h;
-    mp_log(MP_LOG_DEBUG, "registry: loaded %zu stage(s) from plugin '%s'", n, path);
+    mp_log(MP_LOG_DEBUG, "registry: loaded plugin '%s'", path);
     return MP_OK;
 }
 

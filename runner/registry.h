@@ -26,6 +26,10 @@ const mp_transform_ops *mp_registry_transform(const char *name);
 
 /* Loads a plugin .so (MP_E_PLUGIN naming path and dlerror() on failure). */
 int  mp_registry_load_plugin(const char *path, mp_err *err);
+/* Adds a NULL-terminated list of stage tables (checked as plugin entries are;
+ * origin names them in errors).  Used by the plugin loader and by tests. */
+int  mp_registry_add(const mp_stage_ops *const *list, const char *origin, mp_err *err);
+/* Forgets added stages and closes plugin handles. */
 void mp_registry_shutdown(void);
 
 #endif /* MP_REGISTRY_H */
