@@ -117,43 +117,65 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int mp_dataset_encode_labels(mp_dataset *ds, mp_err *err) {
-    if (ds->task == MP_TASK_CLASSIFICATION) return MP_OK;
-    if (!ds->y) return MP_ERR(err, MP_E_DATA, "the data has no target column to classify");
-    size_t n = ds->X.n_rows;
+/* Builds sorted distinct values of a's and b's targets into *out. */
+static size_t distinct_targets(const mp_dataset *a, const mp_dataset *b, double **out) {
+    size_t na = a->X.n_rows, nb = b ? b->X.n_rows : 0, n = na + nb;
     double *u = mp_malloc(mp_mul_size(n ? n : 1, sizeof *u));
-    if (!u) return MP_ERR(err, MP_E_NOMEM, "out of memory encoding labels");
-    memcpy(u, ds->y, n * sizeof *u);
+    if (!u) return SIZE_MAX;
+    memcpy(u, a->y, na * sizeof *u);
+    if (nb) memcpy(u + na, b->y, nb * sizeof *u);
     qsort(u, n, sizeof *u, cmp_double);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (k == 0 || u[i] != u[k - 1]) u[k++] = u[i];
+    *out = u;
+    return k;
+}
+
+/* The class name of a numeric label: the shortest form that reads back the same. */
+static char *label_name(double v) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    return mp_strdup(buf);
+}
+
+static int encode_with(mp_dataset *ds, const double *u, size_t k, mp_err *err) {
     char **names = mp_calloc(k ? k : 1, sizeof *names);
-    if (!names) goto nomem;
+    if (!names) return MP_ERR(err, MP_E_NOMEM, "out of memory encoding labels");
     for (size_t i = 0; i < k; i++) {
-        char buf[64];
-        snprintf(buf, sizeof buf, "%.17g", u[i]);
-        /* prefer the short form when it round-trips: "1" not "1.0000000000000000" */
-        char shortbuf[64];
-        snprintf(shortbuf, sizeof shortbuf, "%g", u[i]);
-        if (strtod(shortbuf, NULL) == u[i]) memcpy(buf, shortbuf, sizeof buf);
-        if (!(names[i] = mp_strdup(buf))) {
+        if (!(names[i] = label_name(u[i]))) {
             free_strs(names, i);
-            goto nomem;
+            return MP_ERR(err, MP_E_NOMEM, "out of memory encoding labels");
         }
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < ds->X.n_rows; i++) {
         double *hit = bsearch(&ds->y[i], u, k, sizeof *u, cmp_double);
         ds->y[i] = (double)(hit - u);
     }
-    mp_free(u);
     ds->class_names = names;
     ds->n_classes = k;
     ds->task = MP_TASK_CLASSIFICATION;
     return MP_OK;
-nomem:
+}
+
+int mp_dataset_encode_labels_pair(mp_dataset *train, mp_dataset *test, mp_err *err) {
+    if (test && test->task != train->task)
+        return MP_ERR(err, MP_E_DATA, "train and test targets differ in kind");
+    if (train->task == MP_TASK_CLASSIFICATION) return MP_OK;
+    if (!train->y || (test && !test->y))
+        return MP_ERR(err, MP_E_DATA, "the data has no target column to classify");
+    double *u = NULL;
+    size_t k = distinct_targets(train, test, &u);
+    if (k == SIZE_MAX) return MP_ERR(err, MP_E_NOMEM, "out of memory encoding labels");
+    int rc = encode_with(train, u, k, err);
+    if (rc == MP_OK && test) rc = encode_with(test, u, k, err);
     mp_free(u);
-    return MP_ERR(err, MP_E_NOMEM, "out of memory encoding labels");
+    return rc;
+}
+
+int mp_dataset_encode_labels(mp_dataset *ds, mp_err *err) {
+    return mp_dataset_encode_labels_pair(ds, NULL, err);
 }
 
 void mp_model_free(mp_model *m) {

@@ -129,6 +129,9 @@ mp_dataset *mp_dataset_copy(const mp_dataset *src, mp_err *err);
 /* Regression target -> classes named by the distinct values ("%.17g", sorted).
  * No-op for classification data.  Error if there is no target. */
 int mp_dataset_encode_labels(mp_dataset *ds, mp_err *err);
+/* The same for a train/test pair (test NULL-able), over the values of both,
+ * so one class index means the same class in both parts. */
+int mp_dataset_encode_labels_pair(mp_dataset *train, mp_dataset *test, mp_err *err);
 
 /* ---------------------------------------------------------------- rng */
 
@@ -323,7 +326,11 @@ struct mp_stage_ops {
 typedef const mp_stage_ops *const *(*mp_plugin_entry_fn)(void);
 #define MP_PLUGIN_ENTRY "mp_plugin_stages"
 
-/* Helpers for stages. */
+/* Helpers for stages (implemented by the runner, callable from plugins). */
+/* The whole run() of a transform stage: fits st->ops->transform on
+ * ctx->train, applies it to ctx->train and ctx->test, and appends it to
+ * ctx->transforms.  Transform stages (plugins too) use it as their run. */
+int  mp_transform_stage_run(mp_stage *st, mp_ctx *ctx, mp_err *err);
 /* Applies ctx->transforms' fitted states in order: used by evaluate. */
 int  mp_transform_chain_apply(const mp_transform *t, size_t n, mp_matrix *X, mp_err *err);
 /* Predicted class / value per row: out gets n_rows floats. */

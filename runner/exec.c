@@ -1,0 +1,252 @@
+/*
+ * exec.c -- the executor: runs the stages of one pipeline in order through
+ * one mp_ctx and records everything in the run database.
+ *
+ * Order of events, so that nothing is lost whatever happens:
+ *   1. config, --set, plugins and stage resolution: any error here is a
+ *      config error (exit 2) and no run row is written;
+ *   2. the run row is inserted as `running`, with its flattened params;
+ *   3. each stage runs; its metrics are buffered and written in batched
+ *      transactions (at least every second and at the end of each stage);
+ *      its timing and status go to the `stages` table;
+ *   4. the run ends `finished`, `failed` (error + failing stage) or `killed`
+ *      (SIGINT/SIGTERM seen at a safe point).
+ */
+#include "exec.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "registry.h"
+#include "rundb.h"
+
+/* ---------------------------------------------------------------- metric sink */
+
+#define FLUSH_ROWS 4096         /* write a batch at least this often ... */
+#define FLUSH_SECONDS 1.0       /* ... or after this long */
+
+typedef struct sink {
+    mp_rundb      *db;
+    long long      run;
+    mp_metric_row *rows;        /* buffered rows; keys owned */
+    size_t         n, cap;
+    double         last_flush;  /* mp_now() of the last write */
+    json_t        *finals;      /* final figures (step < 0) for the summary */
+} sink;
+
+static double unix_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int sink_flush(sink *s, mp_err *err) {
+    if (s->n == 0) return MP_OK;
+    int rc = mp_rundb_metrics(s->db, s->run, s->rows, s->n, err);
+    for (size_t i = 0; i < s->n; i++) mp_free((char *)s->rows[i].key);
+    s->n = 0;
+    s->last_flush = mp_now();
+    return rc;
+}
+
+static int sink_metric(void *ud, const char *key, double value, long step, mp_err *err) {
+    sink *s = ud;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        mp_metric_row *r = mp_realloc(s->rows, mp_mul_size(cap, sizeof *r));
+        if (!r) return MP_ERR(err, MP_E_NOMEM, "out of memory buffering metrics");
+        s->rows = r;
+        s->cap = cap;
+    }
+    char *k = mp_strdup(key);
+    if (!k) return MP_ERR(err, MP_E_NOMEM, "out of memory buffering metrics");
+    s->rows[s->n++] = (mp_metric_row){ .key = k, .value = value, .step = step, .time = unix_now() };
+    if (step < 0 && s->finals) json_object_set_new(s->finals, key, isfinite(value) ? json_real(value) : json_null());
+    if (s->n >= FLUSH_ROWS || mp_now() - s->last_flush >= FLUSH_SECONDS) return sink_flush(s, err);
+    return MP_OK;
+}
+
+static int sink_artifact(void *ud, const char *name, const char *path, mp_err *err) {
+    sink *s = ud;
+    char sha[65];
+    long long bytes = 0;
+    if (mp_sha256_file(path, sha, &bytes, err) != MP_OK) return err->code;
+    return mp_rundb_artifact(s->db, s->run, name, path, sha, bytes, err);
+}
+
+static void sink_release(sink *s) {
+    for (size_t i = 0; i < s->n; i++) mp_free((char *)s->rows[i].key);
+    mp_free(s->rows);
+    json_decref(s->finals);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---------------------------------------------------------------- prepare */
+
+int mp_exec_prepare(const mp_run_opts *o, mp_spec **spec_out, mp_stage **stages_out, mp_err *err) {
+    mp_spec *spec = NULL;
+    mp_stage *stages = NULL;
+    if (mp_config_load(o->pipeline, &spec, err) != MP_OK) return err->code;
+    for (size_t i = 0; i < o->n_sets; i++)
+        if (mp_config_set(spec, o->sets[i], err) != MP_OK) goto fail;
+    for (size_t i = 0; i < o->n_plugins; i++)
+        if (mp_registry_load_plugin(o->plugins[i], err) != MP_OK) goto fail;
+    for (size_t i = 0; i < spec->n_plugins; i++)
+        if (mp_registry_load_plugin(spec->plugins[i], err) != MP_OK) goto fail;
+    if (mp_config_resolve(spec, &stages, err) != MP_OK) goto fail;
+    *spec_out = spec;
+    *stages_out = stages;
+    return MP_OK;
+fail:
+    mp_spec_free(spec);
+    return err->code;
+}
+
+/* ---------------------------------------------------------------- run */
+
+static void ctx_release(mp_ctx *ctx) {
+    mp_dataset_free(ctx->train);
+    mp_dataset_free(ctx->test);
+    for (size_t i = 0; i < ctx->n_transforms; i++)
+        if (ctx->transforms[i].ops->free_state)
+            ctx->transforms[i].ops->free_state(ctx->transforms[i].state);
+    mp_free(ctx->transforms);
+    mp_model_free(ctx->model);
+    memset(ctx, 0, sizeof *ctx);
+}
+
+/* True if a classifier trains later in the pipeline: then numeric targets
+ * become classes right after loading, before any split, so train and test
+ * share one class list. */
+static bool classifier_follows(const mp_stage *st, size_t n, size_t from) {
+    for (size_t i = from; i < n; i++)
+        if (st[i].ops->kind == MP_KIND_TRAIN && st[i].ops->task == MP_TASK_CLASSIFICATION)
+            return true;
+    return false;
+}
+
+static const char *status_of(int code) {
+    return code == MP_OK ? "finished" : code == MP_E_CANCELLED ? "killed" : "failed";
+}
+
+/* "where: msg" for the database. */
+static void err_text(const mp_err *e, char *buf, size_t size) {
+    if (e->where[0]) snprintf(buf, size, "%s: %s", e->where, e->msg);
+    else snprintf(buf, size, "%s", e->msg);
+}
+
+int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err) {
+    mp_spec *spec = NULL;
+    mp_stage *st = NULL;
+    mp_rundb *db = NULL;
+    char **keys = NULL, **vals = NULL;
+    size_t n_params = 0;
+    sink sk = { 0 };
+    mp_ctx ctx = { 0 };
+    long long run = 0;
+    *run_id = 0;
+
+    if (mp_exec_prepare(o, &spec, &st, err) != MP_OK) return err->code;
+    if (mp_config_params(spec, st, &keys, &vals, &n_params, err) != MP_OK) goto out;
+    if (mp_rundb_open(o->db_path, &db, err) != MP_OK) goto out;
+
+    char sha[65];
+    mp_sha256_hex(spec->text, strlen(spec->text), sha);
+    mp_run_info info = { .pipeline = spec->name, .config = spec->text, .config_sha256 = sha,
+                         .seed = spec->seed };
+    if (mp_rundb_run_begin(db, &info, &run, err) != MP_OK) goto out;
+    *run_id = run;
+    char run_str[32];
+    snprintf(run_str, sizeof run_str, "%lld", run);
+    mp_log_set_context(run_str, NULL);
+    mp_log(MP_LOG_INFO, "run %lld: pipeline '%s' (%zu stages), database '%s'", run, spec->name,
+           spec->n_stages, o->db_path);
+
+    /* From here on every failure is recorded on the run row. */
+    mp_err rec = { 0 };
+    const char *failed_stage = NULL;
+    char failed_buf[128];
+    if (mp_rundb_params(db, run, keys, vals, n_params, err) != MP_OK) goto record;
+    sk = (sink){ .db = db, .run = run, .last_flush = mp_now(), .finals = json_object() };
+    mp_host host = { .metric = sink_metric, .artifact = sink_artifact, .ud = &sk };
+    ctx.seed = spec->seed;
+    ctx.pipeline = spec->name;
+    ctx.run_id = run_str;
+    ctx.host = &host;
+    double t_run = mp_now();
+
+    for (size_t i = 0; i < spec->n_stages; i++) {
+        mp_stage *s = &st[i];
+        const char *kind = mp_kind_name(s->ops->kind);
+        mp_log_set_context(run_str, s->name);
+        ctx.stage_index = (int)i;
+        double t0 = mp_now();
+        int rc;
+        if (mp_cancel_signal) rc = MP_ERR(err, MP_E_CANCELLED, "interrupted before stage %zu", i + 1);
+        else rc = s->ops->run(s, &ctx, err);
+        if (rc == MP_OK && s->ops->kind == MP_KIND_LOAD && ctx.train &&
+            classifier_follows(st, spec->n_stages, i + 1))
+            rc = mp_dataset_encode_labels_pair(ctx.train, ctx.test, err);
+        if (rc == MP_OK && s->ops->kind == MP_KIND_TRAIN) ctx.train_module = s->ops->name;
+        double secs = mp_now() - t0;
+        char etext[1024] = "";
+        if (rc != MP_OK) {
+            if (rc != MP_E_CANCELLED && err->where[0] == '\0') mp_err_where(err, "%s", s->where);
+            err_text(err, etext, sizeof etext);
+        }
+        mp_err e2 = { 0 };
+        int frc = sink_flush(&sk, &e2);
+        if (frc == MP_OK)
+            frc = mp_rundb_stage(db, run, (int)i, kind, s->ops->name, status_of(rc), secs,
+                                 rc != MP_OK ? etext : NULL, &e2);
+        if (rc == MP_OK && frc != MP_OK) {
+            *err = e2;
+            rc = frc;
+        }
+        mp_log(rc == MP_OK ? MP_LOG_DEBUG : MP_LOG_INFO, "stage %zu %s: %s %s in %.3fs", i + 1,
+               kind, s->ops->name, status_of(rc), secs);
+        if (rc != MP_OK) {
+            snprintf(failed_buf, sizeof failed_buf, "%zu %s: %s", i + 1, kind, s->ops->name);
+            failed_stage = failed_buf;
+            if (rc != MP_E_CANCELLED)
+                mp_err_prefix(err, "stage %zu (%s: %s)", i + 1, kind, s->ops->name);
+            break;
+        }
+    }
+    mp_log_set_context(run_str, NULL);
+    mp_log(MP_LOG_INFO, "run %lld %s in %.2fs", run, status_of(err->code), mp_now() - t_run);
+
+record:;
+    char etext[1024] = "";
+    if (err->code != MP_OK) err_text(err, etext, sizeof etext);
+    int code = mp_exit_code(err);
+    if (mp_rundb_run_end(db, run, status_of(err->code), code, err->code ? etext : NULL,
+                         failed_stage, &rec) != MP_OK) {
+        if (err->code == MP_OK) *err = rec;
+        else mp_err_print(&rec);
+    }
+    if (out) {
+        json_t *sum = json_object();
+        json_object_set_new(sum, "run", json_integer(run));
+        json_object_set_new(sum, "pipeline", json_string(spec->name));
+        json_object_set_new(sum, "status", json_string(status_of(err->code)));
+        json_object_set_new(sum, "metrics", sk.finals ? json_incref(sk.finals) : json_object());
+        char *text = json_dumps(sum, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+        if (text) {
+            fprintf(out, "%s\n", text);
+            free(text);
+        }
+        json_decref(sum);
+    }
+out:
+    mp_log_set_context(NULL, NULL);
+    ctx_release(&ctx);
+    sink_release(&sk);
+    mp_params_free(keys, vals, n_params);
+    mp_rundb_close(db);
+    if (st) mp_stages_free(st, spec->n_stages);
+    mp_spec_free(spec);
+    return err->code;
+}
