@@ -24,14 +24,32 @@ extern const mp_stage_ops mp_stage_minmax;
 extern const mp_stage_ops mp_stage_logistic_regression;
 extern const mp_stage_ops mp_stage_eval_classification;
 extern const mp_stage_ops mp_stage_export_model;
+extern const mp_stage_ops mp_stage_load_idx;
+extern const mp_stage_ops mp_stage_load_synthetic;
+extern const mp_stage_ops mp_stage_load_sqlite;
+extern const mp_stage_ops mp_stage_linear_regression;
+extern const mp_stage_ops mp_stage_linear_svm;
+extern const mp_stage_ops mp_stage_mlp;
+extern const mp_stage_ops mp_stage_kmeans;
+extern const mp_stage_ops mp_stage_eval_regression;
+extern const mp_stage_ops mp_stage_eval_clustering;
 
 static const mp_stage_ops *const builtins[] = {
     &mp_stage_load_csv,
+    &mp_stage_load_idx,
+    &mp_stage_load_synthetic,
+    &mp_stage_load_sqlite,
     &mp_stage_split_holdout,
     &mp_stage_standardize,
     &mp_stage_minmax,
     &mp_stage_logistic_regression,
+    &mp_stage_linear_regression,
+    &mp_stage_linear_svm,
+    &mp_stage_mlp,
+    &mp_stage_kmeans,
     &mp_stage_eval_classification,
+    &mp_stage_eval_regression,
+    &mp_stage_eval_clustering,
     &mp_stage_export_model,
 };
 #define N_BUILTINS (sizeof builtins / sizeof *builtins)

@@ -102,7 +102,8 @@ void mp_matrix_release(mp_matrix *m);                    /* frees data, leaves {
 typedef enum mp_task {
     MP_TASK_NONE = 0,           /* no target (clustering input) */
     MP_TASK_CLASSIFICATION = 1, /* y holds class indices 0..n_classes-1 */
-    MP_TASK_REGRESSION = 2      /* y holds real values */
+    MP_TASK_REGRESSION = 2,     /* y holds real values */
+    MP_TASK_CLUSTERING = 3      /* models only: predictions are cluster indices */
 } mp_task;
 
 /* A table of samples.  X and y have n_rows = X.n_rows rows.
