@@ -32,9 +32,11 @@ typedef struct mp_value {
 
 typedef struct mp_spec_param {
     char     *key;
-    int       line, col;        /* place of the key */
+    int       line, col;        /* place of the key (0 when from_cli) */
     mp_value  value;
     bool      from_cli;         /* set by --set (place is then "--set") */
+    char     *set_text;         /* from_cli: "KEY=VALUE" as given to --set (owned), so errors
+                                   found later can say where = "--set KEY=VALUE"; else NULL */
 } mp_spec_param;
 
 typedef struct mp_spec_stage {
@@ -42,6 +44,7 @@ typedef struct mp_spec_stage {
     char          *module;      /* "logistic_regression" */
     char          *name;        /* `name:` or NULL */
     int            line, col;   /* place of the `kind: module` key */
+    int            module_line, module_col; /* place of the module name (the key's value) */
     mp_spec_param *params;
     size_t         n_params;
 } mp_spec_stage;
@@ -60,40 +63,80 @@ typedef struct mp_spec {
     size_t         n_overrides;
 } mp_spec;
 
-/* Parses path into *out (caller frees with mp_spec_free). */
+/* Parses path into *out (caller frees with mp_spec_free).  Unreadable file:
+ * MP_E_IO; anything wrong in it: MP_E_CONFIG with where = "PATH:LINE:COL". */
 int  mp_config_load(const char *path, mp_spec **out, mp_err *err);
 /* Parses YAML text as if read from `name` (tests, stdin). */
 int  mp_config_parse(const char *name, const char *text, size_t len, mp_spec **out, mp_err *err);
 void mp_spec_free(mp_spec *s);
 
 /* Applies "KIND.param=value" or "NAME.param=value" (also "seed=N",
- * "name=TEXT"); value is parsed as a YAML flow value ("[256, 128]" works). */
+ * "name=TEXT"); value is parsed as a YAML flow value ("[256, 128]" works).
+ * The parameter is replaced or added (from_cli = true) and the string is
+ * appended to s->overrides; on failure s is unchanged.  No '=', or no '.' in
+ * a stage key: MP_E_USAGE.  Unknown or ambiguous stage, bad seed/name value:
+ * MP_E_CONFIG with where = "--set KEY=VALUE".  The parameter itself is checked
+ * against the module's table later, by mp_config_resolve (same where).
+ * ${VAR} is not substituted here: the shell has already expanded the line. */
 int  mp_config_set(mp_spec *s, const char *assignment, mp_err *err);
 
 /* Builds n_stages configured stages (registry lookups, parameter tables,
- * order).  *out is an array the caller frees with mp_stages_free. */
+ * order).  *out is an array the caller frees with mp_stages_free; it is
+ * written only on success.  Plugins named in s->plugins must be loaded first. */
 int  mp_config_resolve(const mp_spec *s, mp_stage **out, mp_err *err);
 void mp_stages_free(mp_stage *st, size_t n);
 
 /* The flattened parameters of resolved stages, as "KIND.param" (or
  * "NAME.param") = value text, defaults included.  Arrays owned by caller:
- * free with mp_params_free. */
+ * free with mp_params_free.  st must come from mp_config_resolve(s).
+ * The prefix is the stage's `name:`, else its kind; the 2nd, 3rd ... unnamed
+ * stage of one kind get "transform2", "transform3".  Each stage also gets a
+ * "PREFIX.module" row (unless its table declares a parameter named module). */
 int  mp_config_params(const mp_spec *s, const mp_stage *st, char ***keys, char ***values,
                       size_t *n, mp_err *err);
 void mp_params_free(char **keys, char **values, size_t n);
 
 /* Parameter tables (runner/param.c). */
-/* Fills conf from the given params (NULL-able), defaults for the rest. */
+/* Fills conf (zero-initialised, e.g. mp_calloc'd) from the given params
+ * (NULL-able), defaults for the rest.  stage_desc names the stage in
+ * messages ("train: logistic_regression"); file is used for places.
+ * Errors are MP_E_CONFIG (or MP_E_NOMEM); where = the value's "FILE:LINE:COL"
+ * or "--set KEY=VALUE".  Errors that belong to no single value (a missing
+ * required parameter, a bad default in the table) leave where empty for the
+ * caller to fill with the stage's place.  On failure conf is released again
+ * (every string and list freed, pointers NULL).
+ * Defaults: numbers, bools and lists are parsed as YAML ("0.1", "true",
+ * "[accuracy, f1_macro]"); string and enum defaults are taken literally
+ * (so "," or "#" need no quoting in a table). */
 int  mp_param_fill(const mp_param *table, void *conf, const mp_spec_param *given, size_t n,
                    const char *file, const char *stage_desc, mp_err *err);
-/* Frees strings and lists inside conf (not conf itself). */
+/* Frees strings and lists inside conf (not conf itself) and zeroes them, so it
+ * is safe twice and on a partially filled, zero-initialised conf. */
 void mp_param_release(const mp_param *table, void *conf);
-/* Formats one filled parameter as YAML text into buf. */
-void mp_param_format(const mp_param *p, const void *conf, char *buf, size_t size);
+/* Formats one filled parameter as YAML text into buf (always NUL-terminated
+ * when size > 0).  Returns the length of the full text, like snprintf, so a
+ * result >= size means it was cut short.  Doubles use the shortest text that
+ * reads back exactly; strings are quoted only where YAML needs it. */
+size_t mp_param_format(const mp_param *p, const void *conf, char *buf, size_t size);
 /* Type name for docs: "int", "double", "bool", "string", "enum", "int list" ... */
 const char *mp_param_type_name(mp_param_type t);
 
-/* Damerau-free Levenshtein distance, for "did you mean" suggestions. */
+/* Damerau-free Levenshtein distance, for "did you mean" suggestions.
+ * Words longer than 127 bytes count as far from everything but themselves. */
 size_t mp_edit_distance(const char *a, const char *b);
+/* The candidate nearest to word (n entries, NULLs skipped) when it is a
+ * plausible typo of it (a few edits, relative to word's length), else NULL. */
+const char *mp_nearest(const char *word, const char *const *cands, size_t n);
+
+/* YAML values (runner/config.c; param.c uses them for defaults). */
+/* Parses text as one YAML value ("0.1", "[a, b]", "'x'") into *out (caller
+ * releases with mp_value_release); empty text gives an empty plain scalar.
+ * Errors: MP_E_CONFIG with where = `where` ("" leaves it empty), MP_E_NOMEM. */
+int  mp_value_parse(const char *text, const char *where, mp_value *out, mp_err *err);
+/* Frees everything inside v and zeroes it (v itself is not freed). */
+void mp_value_release(mp_value *v);
+/* Describes v for messages: "'1.5'", "'3' (a quoted string)", "a list",
+ * "a mapping", "nothing" (an empty plain scalar).  Returns buf. */
+const char *mp_value_what(const mp_value *v, char *buf, size_t size);
 
 #endif /* MP_CONFIG_H */
