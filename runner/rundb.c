@@ -171,7 +171,7 @@ _Static_assert(sizeof stmt_sql / sizeof *stmt_sql == ST_COUNT, "stmt_sql");
 struct mp_rundb {
     sqlite3      *db;
     char         *path;         /* as given to open, for messages (owned) */
-    sqlite3_stmt *st[ST_COUNT]; /* NULL until prepared; reset after every use */
+    sqlite3_stmt *st[ST_COUNT]; /* prepared by open; reset after every use */
 };
 
 /* ---------------------------------------------------------------- errors, retries */

@@ -86,7 +86,7 @@ static int parse_opts(int argc, char **argv, bool list, runs_opts *o, mp_err *er
     const char *sub = list ? "list" : "show";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
-        int m = 0;
+        int m = 0;  /* the last opt_value result: once -1, no later branch matches */
         if (strcmp(a, "--json") == 0) {
             o->json = true;
         } else if (list && (m = opt_value(argc, argv, &i, "--pipeline", &v)) > 0) {
@@ -142,10 +142,11 @@ static double cdouble(sqlite3_stmt *st, int i) {
 /* A text table: every column but the last is padded to its widest cell.
  * Cells are copied; widths count bytes, which is right for ASCII names. */
 typedef struct table {
-    char  **cells;      /* n_rows * n_cols strings, row-major, owned */
-    size_t  n_cols;
-    size_t  n_rows;
-    size_t  cap;        /* rows allocated */
+    char      **cells;  /* n_rows * n_cols strings, row-major, owned */
+    size_t      n_cols;
+    size_t      n_rows;
+    size_t      cap;    /* rows allocated */
+    const char *sep;    /* between columns; NULL for two spaces */
 } table;
 
 /* Appends one row of t->n_cols cells (NULL prints empty).  -1 on OOM. */
@@ -169,7 +170,7 @@ static int table_add(table *t, const char *const *row) {
     return 0;
 }
 
-/* Prints the rows, each after `indent` spaces, columns two spaces apart.
+/* Prints the rows, each after `indent` spaces, columns t->sep apart.
  * Bit j of right_mask right-aligns column j (numbers).  A row's empty
  * trailing cells print nothing, so no line ends in blanks. */
 static void table_print(const table *t, FILE *out, int indent, unsigned right_mask) {
@@ -187,8 +188,8 @@ static void table_print(const table *t, FILE *out, int indent, unsigned right_ma
         while (end > 1 && row[end - 1][0] == '\0') end--;
         fprintf(out, "%*s", indent, "");
         for (size_t j = 0; j < end; j++) {
-            int w = j + 1 < end || (right_mask & (1u << j)) ? (int)width[j] : 0;
-            if (j > 0) fputs("  ", out);
+            int w = (j + 1 < end || (right_mask & (1u << j))) ? (int)width[j] : 0;
+            if (j > 0) fputs(t->sep ? t->sep : "  ", out);
             if (right_mask & (1u << j)) fprintf(out, "%*s", w, row[j]);
             else fprintf(out, "%-*s", w, row[j]);
         }
@@ -199,7 +200,8 @@ static void table_print(const table *t, FILE *out, int indent, unsigned right_ma
 static void table_release(table *t) {
     for (size_t i = 0; i < t->n_rows * t->n_cols; i++) mp_free(t->cells[i]);
     mp_free(t->cells);
-    *t = (table){ 0 };
+    t->cells = NULL;
+    t->n_rows = t->cap = 0;
 }
 
 /* ---------------------------------------------------------------- JSON */
@@ -266,7 +268,10 @@ static json_t *row_object(sqlite3_stmt *st, int n) {
 /* Writes root to out, indented, with a final newline; takes root. */
 static int json_emit(json_t *root, FILE *out, mp_err *err) {
     if (!root) return MP_ERR(err, MP_E_NOMEM, "out of memory building the JSON output");
-    int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    /* 15 significant digits: 0.9666667 rather than 0.96666669999999999, and
+     * still exact for any value written with up to 15 digits */
+    int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                        JSON_REAL_PRECISION(15));
     json_decref(root);
     if (rc != 0) return MP_ERR(err, MP_E_IO, "cannot write the JSON output");
     fputc('\n', out);
@@ -363,7 +368,11 @@ static int runs_list(mp_rundb *rdb, const runs_opts *o, FILE *out, mp_err *err) 
     sqlite3_bind_text(st, 1, o->pipeline, -1, SQLITE_STATIC);   /* NULL binds NULL */
     sqlite3_bind_text(st, 2, o->status, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, o->limit > 0 ? o->limit : -1);    /* -1: no limit */
-    if (o->json ? !(arr = json_array()) : table_add(&t, header) != 0) goto nomem;
+    if (o->json) {
+        if (!(arr = json_array())) goto nomem;
+    } else if (table_add(&t, header) != 0) {
+        goto nomem;
+    }
 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         long long id = sqlite3_column_int64(st, 0);
@@ -390,8 +399,9 @@ static int runs_list(mp_rundb *rdb, const runs_opts *o, FILE *out, mp_err *err) 
     if (o->json) {
         json_emit(arr, out, err);
         arr = NULL;     /* json_emit took it */
-    } else if (t.n_rows == 1) {
-        fprintf(out, "no runs in '%s'\n", mp_rundb_path(rdb));
+    } else if (t.n_rows == 1) {     /* the header alone */
+        fprintf(out, "no %sruns in '%s'\n", o->pipeline || o->status ? "matching " : "",
+                mp_rundb_path(rdb));
     } else {
         table_print(&t, out, 0, 1u << 0 | 1u << 4);   /* ID and DURATION right-aligned */
     }
@@ -508,8 +518,10 @@ nomem:
 }
 
 /* Fills t from a query of run: each row's columns turned into cells by fmt.
- * fmt writes t->n_cols cell pointers into cells (using buf for numbers). */
-typedef void (*row_fmt)(sqlite3_stmt *st, const char **cells, char (*buf)[64]);
+ * fmt writes t->n_cols cell pointers into cells; formatted numbers go into
+ * buf, CELL_BUF bytes each.  Text cells point into the row (table_add copies). */
+enum { CELL_BUF = 128 };
+typedef void (*row_fmt)(sqlite3_stmt *st, const char **cells, char (*buf)[CELL_BUF]);
 
 static int fill_table(mp_rundb *rdb, const char *sql, long long id, row_fmt fmt, table *t,
                       mp_err *err) {
@@ -518,7 +530,7 @@ static int fill_table(mp_rundb *rdb, const char *sql, long long id, row_fmt fmt,
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *cells[8] = { 0 };
-        char buf[8][64];
+        char buf[8][CELL_BUF];
         fmt(st, cells, buf);
         if (table_add(t, cells) != 0) {
             sqlite3_finalize(st);
@@ -528,47 +540,47 @@ static int fill_table(mp_rundb *rdb, const char *sql, long long id, row_fmt fmt,
     return finish(rdb, st, rc, err);
 }
 
-static void param_row(sqlite3_stmt *st, const char **c, char (*buf)[64]) {
+static void param_row(sqlite3_stmt *st, const char **c, char (*buf)[CELL_BUF]) {
     (void)buf;
     c[0] = ctext(st, 0);
     c[1] = "=";
     c[2] = ctext(st, 1) ? ctext(st, 1) : "null";
 }
 
-static void final_row(sqlite3_stmt *st, const char **c, char (*buf)[64]) {
+static void final_row(sqlite3_stmt *st, const char **c, char (*buf)[CELL_BUF]) {
     c[0] = ctext(st, 0);
     c[1] = "=";
-    snprintf(buf[0], 64, "%.6g", cdouble(st, 1));
+    snprintf(buf[0], CELL_BUF, "%.6g", cdouble(st, 1));
     c[2] = buf[0];
 }
 
-static void history_row(sqlite3_stmt *st, const char **c, char (*buf)[64]) {
+static void history_row(sqlite3_stmt *st, const char **c, char (*buf)[CELL_BUF]) {
     c[0] = ctext(st, 0);
     c[1] = "=";
-    snprintf(buf[0], 64, "%.6g", cdouble(st, 4));
+    snprintf(buf[0], CELL_BUF, "%.6g", cdouble(st, 4));
     c[2] = buf[0];
     long long n = sqlite3_column_int64(st, 1);
-    snprintf(buf[1], 64, "(last of %lld step%s; min %.6g, max %.6g)", n, n == 1 ? "" : "s",
+    snprintf(buf[1], CELL_BUF, "(last of %lld step%s; min %.6g, max %.6g)", n, n == 1 ? "" : "s",
              cdouble(st, 2), cdouble(st, 3));
     c[3] = buf[1];
 }
 
-static void artifact_row(sqlite3_stmt *st, const char **c, char (*buf)[64]) {
+static void artifact_row(sqlite3_stmt *st, const char **c, char (*buf)[CELL_BUF]) {
     c[0] = ctext(st, 0);
     c[1] = ctext(st, 1);
-    if (sqlite3_column_type(st, 2) == SQLITE_NULL) snprintf(buf[0], 64, "-");
-    else snprintf(buf[0], 64, "%lld bytes", sqlite3_column_int64(st, 2));
+    if (sqlite3_column_type(st, 2) == SQLITE_NULL) snprintf(buf[0], CELL_BUF, "-");
+    else snprintf(buf[0], CELL_BUF, "%lld bytes", sqlite3_column_int64(st, 2));
     c[2] = buf[0];
     c[3] = ctext(st, 3) ? ctext(st, 3) : "-";
 }
 
-static void stage_row(sqlite3_stmt *st, const char **c, char (*buf)[64]) {
-    snprintf(buf[0], 64, "%lld", sqlite3_column_int64(st, 0));
+static void stage_row(sqlite3_stmt *st, const char **c, char (*buf)[CELL_BUF]) {
+    snprintf(buf[0], CELL_BUF, "%lld", sqlite3_column_int64(st, 0));
     c[0] = buf[0];
     c[1] = ctext(st, 1);
     c[2] = ctext(st, 2);
     c[3] = ctext(st, 3);
-    fmt_duration(buf[1], 64, sqlite3_column_type(st, 4) != SQLITE_NULL,
+    fmt_duration(buf[1], CELL_BUF, sqlite3_column_type(st, 4) != SQLITE_NULL,
                  sqlite3_column_double(st, 4));
     c[4] = buf[1];
     c[5] = ctext(st, 5);
@@ -577,7 +589,8 @@ static void stage_row(sqlite3_stmt *st, const char **c, char (*buf)[64]) {
 /* `runs show RUN`: fields, params, metrics, artifacts, stages, config. */
 static int show_text(mp_rundb *rdb, long long id, FILE *out, mp_err *err) {
     char *config = NULL;
-    table params = { .n_cols = 3 }, metrics = { .n_cols = 4 };
+    /* "key = value": the '=' is a column of its own, one space either side */
+    table params = { .n_cols = 3, .sep = " " }, metrics = { .n_cols = 4, .sep = " " };
     table artifacts = { .n_cols = 4 }, stages = { .n_cols = 6 };
     if (show_fields(rdb, id, out, &config, err) != MP_OK ||
         fill_table(rdb, params_sql, id, param_row, &params, err) != MP_OK ||
@@ -603,66 +616,155 @@ done:
     return err->code;
 }
 
-/* Sets obj[name] to the rows of sql as objects (each row_object), or for a
- * two-column query with as_map, to { col0: col1, ... }. */
+/* Sets obj[name] to the rows of sql: an array of row objects, or with
+ * as_map (two-column queries) the object { col0: col1, ... }. */
 static int json_rows(mp_rundb *rdb, const char *sql, long long id, bool as_map, json_t *obj,
                      const char *name, mp_err *err) {
     sqlite3_stmt *st = prepare(rdb, sql, id, err);
     if (!st) return err->code;
     json_t *c = as_map ? json_object() : json_array();
-    int rc = SQLITE_ROW, bad = !c;
-    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (as_map) bad = json_object_set_new(c, ctext(st, 0), jcol(st, 1));
-        else bad = json_array_append_new(c, row_object(st, sqlite3_column_count(st)));
+    int rc = SQLITE_DONE;
+    bool ok = c != NULL;
+    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (as_map) ok = !json_object_set_new(c, ctext(st, 0), jcol(st, 1));
+        else ok = !json_array_append_new(c, row_object(st, sqlite3_column_count(st)));
     }
-    bad = bad || json_object_set_new(obj, name, c);   /* takes c */
-    if (bad && rc == SQLITE_ROW) {
-        if (!c) json_decref(c);
+    if (ok) {
+        ok = !json_object_set_new(obj, name, c);   /* takes c, even on failure */
+        c = NULL;
+    }
+    json_decref(c);                                 /* NULL-safe */
+    if (!ok) {
         sqlite3_finalize(st);
         return MP_ERR(err, MP_E_NOMEM, "out of memory showing run %lld", id);
     }
     return finish(rdb, st, rc, err);
 }
 
-/* history: { key: { "steps": [...], "values": [...], "last", "min", "max" } }.
- * The summary mirrors the text report; NaN values are null and do not count
- * towards min and max. */
+/* The history of one metric key while its rows are read. */
+typedef struct hist_key {
+    json_t *obj;                /* { "steps": [...], "values": [...] }, owned by the history */
+    json_t *steps, *values;     /* borrowed from obj */
+    double  last, lo, hi;       /* NaN until a value is seen */
+} hist_key;
+
+/* Starts key in hist.  false when out of memory. */
+static bool hist_open(json_t *hist, const char *key, hist_key *h) {
+    *h = (hist_key){ .obj = json_object(), .last = NAN, .lo = NAN, .hi = NAN };
+    /* each set_new takes its value, so nothing leaks on any failure */
+    if (json_object_set_new(hist, key, h->obj)) {
+        h->obj = NULL;
+        return false;
+    }
+    return !json_object_set_new(h->obj, "steps", h->steps = json_array()) &&
+           !json_object_set_new(h->obj, "values", h->values = json_array());
+}
+
+/* Finishes the open key with its summary, as the text report shows it. */
+static bool hist_close(const hist_key *h) {
+    return !h->obj || (!json_object_set_new(h->obj, "last", jreal(h->last)) &&
+                       !json_object_set_new(h->obj, "min", jreal(h->lo)) &&
+                       !json_object_set_new(h->obj, "max", jreal(h->hi)));
+}
+
+/* obj["history"] = { key: { "steps", "values", "last", "min", "max" } } for
+ * every per-step key.  NaN values are null and do not count for min/max. */
 static int json_history(mp_rundb *rdb, long long id, json_t *obj, mp_err *err) {
     sqlite3_stmt *st = prepare(rdb, steps_sql, id, err);
     if (!st) return err->code;
-    json_t *hist = json_object(), *steps = NULL, *values = NULL, *cur = NULL;
-    double lo = NAN, hi = NAN, last = NAN;
-    int rc, bad = !hist;
-    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    json_t *hist = json_object();
+    hist_key h = { 0 };
+    int rc = SQLITE_DONE;
+    bool ok = hist != NULL;
+    while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *key = ctext(st, 0);
-        if (!cur || strcmp(key, json_object_iter_key(json_object_iter_at(hist, key)) ?
-                                key : "") != 0 || !json_object_get(hist, key)) {
-            /* a new key: the query sorts by key, so its rows are adjacent */
-        }
-        if (!json_object_get(hist, key)) {
-            if (cur) bad = json_object_set_new(cur, "last", jreal(last)) ||
-                           json_object_set_new(cur, "min", jreal(lo)) ||
-                           json_object_set_new(cur, "max", jreal(hi));
-            cur = json_object();
-            steps = json_array();
-            values = json_array();
-            bad = bad || !cur || !steps || !values ||
-                  json_object_set_new(cur, "steps", steps) |
-                  json_object_set_new(cur, "values", values) |
-                  json_object_set_new(hist, key, cur);
-            lo = hi = last = NAN;
-        }
-        if (bad) break;
+        /* rows come sorted by key: a key not yet in hist starts a new one */
+        if (!h.obj || json_object_get(hist, key) != h.obj)
+            ok = hist_close(&h) && hist_open(hist, key, &h);
+        if (!ok) break;
         double v = cdouble(st, 2);
-        last = v;
+        h.last = v;
         if (!isnan(v)) {
-            lo = isnan(lo) || v < lo ? v : lo;
-            hi = isnan(hi) || v > hi ? v : hi;
+            if (isnan(h.lo) || v < h.lo) h.lo = v;
+            if (isnan(h.hi) || v > h.hi) h.hi = v;
         }
-        bad = json_array_append_new(steps, json_integer(sqlite3_column_int64(st, 1))) ||
-              json_array_append_new(values, jreal(v));
+        ok = !json_array_append_new(h.steps, json_integer(sqlite3_column_int64(st, 1))) &&
+             !json_array_append_new(h.values, jreal(v));
     }
-    (void)bad;
-    sqlite3_finalize(st);
-    return MP_OK;
+    ok = ok && hist_close(&h);
+    if (ok) {
+        ok = !json_object_set_new(obj, "history", hist);
+        hist = NULL;
+    }
+    json_decref(hist);
+    if (!ok) {
+        sqlite3_finalize(st);
+        return MP_ERR(err, MP_E_NOMEM, "out of memory showing run %lld", id);
+    }
+    return finish(rdb, st, rc, err);
+}
+
+/* `runs show RUN --json`: one object with the runs columns, then params,
+ * metrics (final figures), history, artifacts, stages and config. */
+static int show_json(mp_rundb *rdb, long long id, FILE *out, mp_err *err) {
+    enum { CONFIG_COL = 15 };   /* the last column of run_sql; goes at the end */
+    sqlite3_stmt *st = prepare(rdb, run_sql, id, err);
+    if (!st) return err->code;
+    json_t *o = NULL, *config = NULL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        o = row_object(st, CONFIG_COL);
+        config = jcol(st, CONFIG_COL);
+    }
+    if (finish(rdb, st, rc, err) != MP_OK) goto fail;
+    if (!o || !config) {
+        MP_ERR(err, MP_E_NOMEM, "out of memory showing run %lld", id);
+        goto fail;
+    }
+    if (json_rows(rdb, params_sql, id, true, o, "params", err) != MP_OK ||
+        json_rows(rdb, finals_sql, id, true, o, "metrics", err) != MP_OK ||
+        json_history(rdb, id, o, err) != MP_OK ||
+        json_rows(rdb, artifacts_sql, id, false, o, "artifacts", err) != MP_OK ||
+        json_rows(rdb, stages_sql, id, false, o, "stages", err) != MP_OK)
+        goto fail;
+    if (json_object_set_new(o, "config", config)) {     /* takes config */
+        json_decref(o);
+        return MP_ERR(err, MP_E_NOMEM, "out of memory showing run %lld", id);
+    }
+    return json_emit(o, out, err);
+fail:
+    json_decref(o);
+    json_decref(config);
+    return err->code;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+int mp_runs_main(const char *db_path, int argc, char **argv, FILE *out, mp_err *err) {
+    /* bare `mlpipe runs` lists, like `git stash` without a subcommand */
+    const char *sub = argc > 0 ? argv[0] : "list";
+    if (strcmp(sub, "help") == 0 || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        fprintf(out, "usage: %s\n       %s\n", LIST_USAGE, SHOW_USAGE);
+        return MP_OK;
+    }
+    bool list = strcmp(sub, "list") == 0;
+    if (!list && strcmp(sub, "show") != 0)
+        return MP_ERR(err, MP_E_USAGE, "unknown subcommand 'runs %s' (usage: %s | %s)", sub,
+                      LIST_USAGE, SHOW_USAGE);
+    runs_opts o = { .limit = DEFAULT_LIMIT };
+    if (parse_opts(argc, argv, list, &o, err) != MP_OK) return err->code;
+
+    mp_rundb *rdb;
+    if (mp_rundb_open_existing(db_path, &rdb, err) != MP_OK) return err->code;
+    long long id = 0;
+    if (list) {
+        runs_list(rdb, &o, out, err);
+    } else if (resolve_run(rdb, o.run, &id, err) == MP_OK) {
+        if (o.json) show_json(rdb, id, out, err);
+        else show_text(rdb, id, out, err);
+    }
+    mp_rundb_close(rdb);
+    if (err->code == MP_OK && (fflush(out) != 0 || ferror(out)))
+        return MP_ERR(err, MP_E_IO, "cannot write the output: %s", strerror(errno));
+    return err->code;
 }
