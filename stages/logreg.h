@@ -15,6 +15,22 @@
 
 extern const mp_stage_ops mp_stage_logistic_regression;
 
+/* The stage's config struct, filled by the runner from the parameter table
+ * (defaults and ranges are in logreg.c's table; tests fill it by hand). */
+typedef struct mp_logreg_conf {
+    int    optimizer;           /* mp_optim_kind: MP_OPT_SGD, _MOMENTUM, _ADAM */
+    double learning_rate;       /* > 0 */
+    int    epochs;              /* passes over the data, >= 1 */
+    int    batch_size;          /* rows per step, >= 1 (capped at the row count) */
+    double l2;                  /* >= 0: 0.5 * l2 * ||W||^2 added to the mean loss */
+    double momentum;            /* momentum optimizer, [0, 1) */
+    double beta1, beta2;        /* adam, [0, 1) */
+    double weight_decay;        /* >= 0: decoupled decay, times learning_rate, per step */
+    double tol;                 /* relative improvement counted as progress; 0 = no early stop */
+    int    n_iter_no_change;    /* >= 1: epochs without progress before stopping */
+    bool   shuffle;             /* reshuffle rows every epoch (seeded by mp_ctx_rng) */
+} mp_logreg_conf;
+
 /* Rows of W for k >= 2 classes: 1 when k == 2, else k. */
 size_t mp_logreg_n_logits(size_t n_classes);
 
