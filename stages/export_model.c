@@ -11,7 +11,7 @@
 
 typedef struct export_conf {
     char *path;     /* where the model file goes; folders are created */
-    char *name;     /* artifact name in the run database */
+    char *artifact; /* artifact name in the run database */
 } export_conf;
 
 static int export_run(mp_stage *st, mp_ctx *ctx, mp_err *err) {
@@ -21,13 +21,13 @@ static int export_run(mp_stage *st, mp_ctx *ctx, mp_err *err) {
     long long bytes = 0;
     if (mp_model_save(c->path, ctx, sha, &bytes, err) != MP_OK) return err->code;
     mp_log(MP_LOG_INFO, "export: wrote '%s' (%lld bytes, sha256 %.12s...)", c->path, bytes, sha);
-    return mp_ctx_artifact(ctx, c->name, c->path, err);
+    return mp_ctx_artifact(ctx, c->artifact, c->path, err);
 }
 
 static const mp_param export_params[] = {
     { "path", MP_P_STRING, offsetof(export_conf, path), NULL, MP_PF_REQUIRED, 0, 0, NULL,
       "model file to write (.mlpm); missing folders are created" },
-    { "name", MP_P_STRING, offsetof(export_conf, name), "model", 0, 0, 0, NULL,
+    { "artifact", MP_P_STRING, offsetof(export_conf, artifact), "model", 0, 0, 0, NULL,
       "artifact name recorded in the run database" },
     { 0 }
 };
