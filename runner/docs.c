@@ -19,7 +19,10 @@ static void constraint(const mp_param *p, char *buf, size_t size) {
     if (p->choices) {
         snprintf(buf, size, "%s", p->choices);
     } else if (p->flags & MP_PF_RANGE) {
-        bool lo = isfinite(p->min), hi = isfinite(p->max);
+        /* Bounds at the type's limits (INT_MAX, 1e300) are "no bound" to a reader. */
+        bool lo = isfinite(p->min) && p->min > -1e300;
+        bool hi = isfinite(p->max) && p->max < 1e300 &&
+                  !(p->type != MP_P_DOUBLE && p->max >= 2147483647.0);
         bool open = p->flags & MP_PF_MIN_OPEN;
         if (lo && hi) snprintf(buf, size, "%s%g, %g]", open ? "(" : "[", p->min, p->max);
         else if (lo) snprintf(buf, size, "%s %g", open ? ">" : ">=", p->min);

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -88,7 +89,11 @@ static void sink_release(sink *s) {
 int mp_exec_prepare(const mp_run_opts *o, mp_spec **spec_out, mp_stage **stages_out, mp_err *err) {
     mp_spec *spec = NULL;
     mp_stage *stages = NULL;
-    if (mp_config_load(o->pipeline, &spec, err) != MP_OK) return err->code;
+    if (mp_config_load(o->pipeline, &spec, err) != MP_OK) {
+        /* An unreadable pipeline file is a usage error: exit 2, nothing ran. */
+        if (err->code == MP_E_IO) err->code = MP_E_CONFIG;
+        return err->code;
+    }
     for (size_t i = 0; i < o->n_sets; i++)
         if (mp_config_set(spec, o->sets[i], err) != MP_OK) goto fail;
     for (size_t i = 0; i < o->n_plugins; i++)
@@ -124,6 +129,17 @@ static bool classifier_follows(const mp_stage *st, size_t n, size_t from) {
     for (size_t i = from; i < n; i++)
         if (st[i].ops->kind == MP_KIND_TRAIN && st[i].ops->task == MP_TASK_CLASSIFICATION)
             return true;
+    return false;
+}
+
+/* True if some evaluate stage asks for k-fold cross-validation (k >= 2):
+ * then the training rows are copied before the first transform runs. */
+static bool wants_cv(char *const *keys, char *const *vals, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(keys[i]);
+        if (len > 9 && strcmp(keys[i] + len - 9, ".cv_folds") == 0 && atoi(vals[i]) >= 2)
+            return true;
+    }
     return false;
 }
 
@@ -171,6 +187,12 @@ int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err)
     if (mp_rundb_params(db, run, keys, vals, n_params, err) != MP_OK) goto record;
     sk = (sink){ .db = db, .run = run, .last_flush = mp_now(), .finals = json_object() };
     mp_host host = { .metric = sink_metric, .artifact = sink_artifact, .ud = &sk };
+    bool cv = wants_cv(keys, vals, n_params);
+    mp_dataset *raw_train = NULL;
+    if (cv) {
+        host.stages = st;
+        host.n_stages = spec->n_stages;
+    }
     ctx.seed = spec->seed;
     ctx.pipeline = spec->name;
     ctx.run_id = run_str;
@@ -183,9 +205,15 @@ int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err)
         mp_log_set_context(run_str, s->name);
         ctx.stage_index = (int)i;
         double t0 = mp_now();
-        int rc;
-        if (mp_cancel_signal) rc = MP_ERR(err, MP_E_CANCELLED, "interrupted before stage %zu", i + 1);
-        else rc = s->ops->run(s, &ctx, err);
+        int rc = MP_OK;
+        if (cv && !raw_train && ctx.train &&
+            (s->ops->kind == MP_KIND_TRANSFORM || s->ops->kind == MP_KIND_TRAIN)) {
+            if (!(raw_train = mp_dataset_copy(ctx.train, err))) rc = err->code;
+            host.raw_train = raw_train;
+        }
+        if (rc == MP_OK && mp_cancel_signal)
+            rc = MP_ERR(err, MP_E_CANCELLED, "interrupted before stage %zu", i + 1);
+        if (rc == MP_OK) rc = s->ops->run(s, &ctx, err);
         if (rc == MP_OK && s->ops->kind == MP_KIND_LOAD && ctx.train &&
             classifier_follows(st, spec->n_stages, i + 1))
             rc = mp_dataset_encode_labels_pair(ctx.train, ctx.test, err);
@@ -210,13 +238,18 @@ int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err)
         if (rc != MP_OK) {
             snprintf(failed_buf, sizeof failed_buf, "%zu %s: %s", i + 1, kind, s->ops->name);
             failed_stage = failed_buf;
-            if (rc != MP_E_CANCELLED)
-                mp_err_prefix(err, "stage %zu (%s: %s)", i + 1, kind, s->ops->name);
+            if (rc != MP_E_CANCELLED) {
+                /* The place (file:line:col) leads; which stage it was follows. */
+                size_t len = strlen(err->msg);
+                snprintf(err->msg + len, sizeof err->msg - len, " (stage %zu, %s: %s)", i + 1,
+                         kind, s->ops->name);
+            }
             break;
         }
     }
     mp_log_set_context(run_str, NULL);
-    mp_log(MP_LOG_INFO, "run %lld %s in %.2fs", run, status_of(err->code), mp_now() - t_run);
+    mp_log(MP_LOG_INFO, "run %lld %s in %.3fs", run, status_of(err->code), mp_now() - t_run);
+    mp_dataset_free(raw_train);
 
 record:;
     char etext[1024] = "";

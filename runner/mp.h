@@ -65,6 +65,12 @@ typedef struct mp_host {
     int  (*metric)(void *ud, const char *key, double value, long step, mp_err *err);
     int  (*artifact)(void *ud, const char *name, const char *path, mp_err *err);
     void *ud;
+    /* For cross-validation (runner/cv.c): the pipeline's stages and a copy of
+     * the training rows as they were before any transform.  NULL when the
+     * pipeline does not cross-validate. */
+    mp_stage         *stages;
+    size_t            n_stages;
+    const mp_dataset *raw_train;
 } mp_host;
 
 #endif /* MP_H */

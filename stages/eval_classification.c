@@ -28,6 +28,8 @@ _Static_assert(sizeof metric_names / sizeof *metric_names == M_COUNT, "metric_na
 
 typedef struct eval_conf {
     mp_str_list metrics;    /* names from METRIC_CHOICES */
+    int         cv_folds;   /* 0 = no cross-validation, else k >= 2 */
+    bool        cv_stratified;
 } eval_conf;
 
 static int metric_id(const char *name) {
@@ -36,20 +38,69 @@ static int metric_id(const char *name) {
     return -1;
 }
 
-static int eval_run(mp_stage *st, mp_ctx *ctx, mp_err *err) {
-    const eval_conf *c = st->conf;
-    const mp_model *m = ctx->model;
-    if (!m) return MP_ERR(err, MP_E_DATA, "no trained model to evaluate");
+/* A model's predictions on one data set, and its confusion matrix. */
+typedef struct scored {
+    mp_matrix scores;       /* n x n_outputs probabilities or decision scores */
+    int      *y_true, *y_pred;
+    double   *cm;           /* k x k */
+    size_t    n, k;
+} scored;
+
+static void scored_release(scored *s) {
+    mp_matrix_release(&s->scores);
+    mp_free(s->y_true);
+    mp_free(s->y_pred);
+    mp_free(s->cm);
+}
+
+static int score(const mp_model *m, const mp_dataset *ds, scored *s, mp_err *err) {
+    size_t n = ds->X.n_rows, k = m->n_outputs < 2 ? ds->n_classes : m->n_outputs;
+    *s = (scored){ .n = n, .k = k };
+    s->y_true = mp_malloc(mp_mul_size(n ? n : 1, sizeof *s->y_true));
+    s->y_pred = mp_malloc(mp_mul_size(n ? n : 1, sizeof *s->y_pred));
+    s->cm = mp_calloc(mp_mul_size(k, k), sizeof *s->cm);
+    if (!s->y_true || !s->y_pred || !s->cm) {
+        scored_release(s);
+        return MP_ERR(err, MP_E_NOMEM, "out of memory evaluating %zu rows", n);
+    }
+    if (mp_matrix_init(&s->scores, n, m->n_outputs, err) != MP_OK ||
+        m->ops->predict(m, &ds->X, &s->scores, err) != MP_OK) {
+        scored_release(s);
+        return err->code;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const float *r = s->scores.data + i * s->scores.n_cols;
+        size_t best = 0;
+        for (size_t j = 1; j < s->scores.n_cols; j++)
+            if (r[j] > r[best]) best = j;
+        s->y_pred[i] = (int)best;
+        s->y_true[i] = (int)ds->y[i];
+    }
+    mp_confusion(s->y_true, s->y_pred, n, k, s->cm);
+    return MP_OK;
+}
+
+static double metric_value(int id, const scored *s) {
+    switch (id) {
+    case M_ACCURACY: return mp_cm_accuracy(s->cm, s->k);
+    case M_BALANCED: return mp_cm_balanced_accuracy(s->cm, s->k);
+    case M_PREC_MACRO: return mp_cm_precision(s->cm, s->k, false);
+    case M_REC_MACRO: return mp_cm_recall(s->cm, s->k, false);
+    case M_F1_MACRO: return mp_cm_f1(s->cm, s->k, false);
+    case M_PREC_W: return mp_cm_precision(s->cm, s->k, true);
+    case M_REC_W: return mp_cm_recall(s->cm, s->k, true);
+    case M_F1_W: return mp_cm_f1(s->cm, s->k, true);
+    case M_LOG_LOSS: return mp_log_loss(s->y_true, s->scores.data, s->n, s->k);
+    case M_ROC_AUC: return mp_roc_auc_ovr(s->y_true, s->scores.data, s->n, s->k);
+    default: return NAN;
+    }
+}
+
+static int check_model(const eval_conf *c, const mp_model *m, mp_err *err) {
     if (m->task != MP_TASK_CLASSIFICATION)
         return MP_ERR(err, MP_E_CONFIG,
                       "evaluate: classification needs a classifier, but '%s' is not one",
                       m->ops->name);
-    const mp_dataset *ds = ctx->test ? ctx->test : ctx->train;
-    const char *prefix = ctx->test ? "test" : "train";
-    if (!ctx->test)
-        mp_log(MP_LOG_WARN, "evaluate: no test split; scoring the training rows (add a split stage)");
-    if (!ds || ds->task != MP_TASK_CLASSIFICATION || !ds->y)
-        return MP_ERR(err, MP_E_DATA, "evaluate: the data has no class labels");
     for (size_t i = 0; i < c->metrics.n; i++) {
         int id = metric_id(c->metrics.v[i]);
         if ((id == M_LOG_LOSS || id == M_ROC_AUC) && !m->has_proba)
@@ -57,81 +108,124 @@ static int eval_run(mp_stage *st, mp_ctx *ctx, mp_err *err) {
                           "metric '%s' needs class probabilities, which '%s' does not give",
                           c->metrics.v[i], m->ops->name);
     }
+    return MP_OK;
+}
 
-    size_t n = ds->X.n_rows, k = m->n_outputs;
-    if (k < 2) k = ds->n_classes;
-    mp_matrix scores = { 0 };
-    int *y_true = mp_malloc(mp_mul_size(n ? n : 1, sizeof *y_true));
-    int *y_pred = mp_malloc(mp_mul_size(n ? n : 1, sizeof *y_pred));
-    double *cm = mp_calloc(mp_mul_size(k, k), sizeof *cm);
-    if (!y_true || !y_pred || !cm) {
-        MP_ERR(err, MP_E_NOMEM, "out of memory evaluating %zu rows", n);
-        goto done;
-    }
-    if (mp_matrix_init(&scores, n, m->n_outputs, err) != MP_OK) goto done;
-    if (m->ops->predict(m, &ds->X, &scores, err) != MP_OK) goto done;
-    for (size_t i = 0; i < n; i++) {
-        const float *r = scores.data + i * scores.n_cols;
-        size_t best = 0;
-        for (size_t j = 1; j < scores.n_cols; j++)
-            if (r[j] > r[best]) best = j;
-        y_pred[i] = (int)best;
-        y_true[i] = (int)ds->y[i];
-    }
-    mp_confusion(y_true, y_pred, n, k, cm);
+/* ---------------------------------------------------------------- cross-validation */
 
-    for (size_t i = 0; i < c->metrics.n; i++) {
+typedef struct cv_acc {
+    const eval_conf *conf;
+    mp_ctx          *ctx;
+    double           sum[M_COUNT], sumsq[M_COUNT];
+    int              count[M_COUNT];
+} cv_acc;
+
+/* One fold: record cv.<metric> at step = fold and accumulate mean/std. */
+static int cv_fold(void *ud, int fold, const mp_model *m, const mp_dataset *held_out, mp_err *err) {
+    cv_acc *a = ud;
+    scored s;
+    if (check_model(a->conf, m, err) != MP_OK || score(m, held_out, &s, err) != MP_OK)
+        return err->code;
+    for (size_t i = 0; i < a->conf->metrics.n && err->code == MP_OK; i++) {
+        int id = metric_id(a->conf->metrics.v[i]);
+        if (id == M_CONFUSION) continue;
+        double v = metric_value(id, &s);
+        if (isnan(v)) continue;
+        char key[128];
+        snprintf(key, sizeof key, "cv.%s", metric_names[id]);
+        a->sum[id] += v;
+        a->sumsq[id] += v * v;
+        a->count[id]++;
+        mp_ctx_metric(a->ctx, key, v, fold, err);
+    }
+    scored_release(&s);
+    return err->code;
+}
+
+static int cross_validate(const eval_conf *c, mp_ctx *ctx, mp_err *err) {
+    cv_acc a = { .conf = c, .ctx = ctx };
+    if (mp_ctx_cross_validate(ctx, c->cv_folds, c->cv_stratified, cv_fold, &a, err) != MP_OK)
+        return err->code;
+    for (int id = 0; id < M_COUNT; id++) {
+        if (a.count[id] == 0) continue;
+        double mean = a.sum[id] / a.count[id];
+        double var = a.sumsq[id] / a.count[id] - mean * mean;
+        double sd = var > 0 ? sqrt(var) : 0.0;  /* population std, as numpy's std() */
+        char key[128];
+        snprintf(key, sizeof key, "cv.%s", metric_names[id]);
+        if (mp_ctx_metric(ctx, key, mean, -1, err) != MP_OK) return err->code;
+        snprintf(key, sizeof key, "cv.%s.std", metric_names[id]);
+        if (mp_ctx_metric(ctx, key, sd, -1, err) != MP_OK) return err->code;
+        mp_log(MP_LOG_INFO, "evaluate: cv.%s = %.4f +- %.4f (%d folds)", metric_names[id], mean,
+               sd, a.count[id]);
+    }
+    return MP_OK;
+}
+
+/* ---------------------------------------------------------------- stage */
+
+static int eval_check(const void *conf, mp_err *err) {
+    const eval_conf *c = conf;
+    if (c->cv_folds == 1)
+        return MP_ERR(err, MP_E_CONFIG, "cv_folds must be 0 (no cross-validation) or at least 2");
+    return MP_OK;
+}
+
+static int eval_run(mp_stage *st, mp_ctx *ctx, mp_err *err) {
+    const eval_conf *c = st->conf;
+    const mp_model *m = ctx->model;
+    if (!m) return MP_ERR(err, MP_E_DATA, "no trained model to evaluate");
+    if (check_model(c, m, err) != MP_OK) return err->code;
+    const mp_dataset *ds = ctx->test ? ctx->test : ctx->train;
+    const char *prefix = ctx->test ? "test" : "train";
+    if (!ctx->test)
+        mp_log(MP_LOG_WARN, "evaluate: no test split; scoring the training rows (add a split stage)");
+    if (!ds || ds->task != MP_TASK_CLASSIFICATION || !ds->y)
+        return MP_ERR(err, MP_E_DATA, "evaluate: the data has no class labels");
+
+    scored s;
+    if (score(m, ds, &s, err) != MP_OK) return err->code;
+    for (size_t i = 0; i < c->metrics.n && err->code == MP_OK; i++) {
         int id = metric_id(c->metrics.v[i]);
         char key[256];
         if (id == M_CONFUSION) {
-            for (size_t t = 0; t < k; t++)
-                for (size_t p = 0; p < k; p++) {
+            for (size_t t = 0; t < s.k && err->code == MP_OK; t++)
+                for (size_t p = 0; p < s.k && err->code == MP_OK; p++) {
                     snprintf(key, sizeof key, "%s.confusion_matrix.%s.%s", prefix,
                              ds->class_names[t], ds->class_names[p]);
-                    if (mp_ctx_metric(ctx, key, cm[t * k + p], -1, err) != MP_OK) goto done;
+                    mp_ctx_metric(ctx, key, s.cm[t * s.k + p], -1, err);
                 }
             continue;
         }
-        double v = NAN;
-        switch (id) {
-        case M_ACCURACY: v = mp_cm_accuracy(cm, k); break;
-        case M_BALANCED: v = mp_cm_balanced_accuracy(cm, k); break;
-        case M_PREC_MACRO: v = mp_cm_precision(cm, k, false); break;
-        case M_REC_MACRO: v = mp_cm_recall(cm, k, false); break;
-        case M_F1_MACRO: v = mp_cm_f1(cm, k, false); break;
-        case M_PREC_W: v = mp_cm_precision(cm, k, true); break;
-        case M_REC_W: v = mp_cm_recall(cm, k, true); break;
-        case M_F1_W: v = mp_cm_f1(cm, k, true); break;
-        case M_LOG_LOSS: v = mp_log_loss(y_true, scores.data, n, k); break;
-        case M_ROC_AUC: v = mp_roc_auc_ovr(y_true, scores.data, n, k); break;
-        default: break;
-        }
+        double v = metric_value(id, &s);
         snprintf(key, sizeof key, "%s.%s", prefix, metric_names[id]);
         if (isnan(v)) {
             mp_log(MP_LOG_WARN, "evaluate: %s is undefined on this data; not recorded", key);
             continue;
         }
-        if (mp_ctx_metric(ctx, key, v, -1, err) != MP_OK) goto done;
-        mp_log(MP_LOG_INFO, "evaluate: %s = %.4f", key, v);
+        if (mp_ctx_metric(ctx, key, v, -1, err) == MP_OK)
+            mp_log(MP_LOG_INFO, "evaluate: %s = %.4f", key, v);
     }
-done:
-    mp_matrix_release(&scores);
-    mp_free(y_true);
-    mp_free(y_pred);
-    mp_free(cm);
+    scored_release(&s);
+    if (err->code == MP_OK && c->cv_folds >= 2) cross_validate(c, ctx, err);
     return err->code;
 }
 
 static const mp_param eval_params[] = {
     { "metrics", MP_P_STR_LIST, offsetof(eval_conf, metrics),
       "[accuracy, precision_macro, recall_macro, f1_macro, confusion_matrix]", 0, 0, 0,
-      METRIC_CHOICES, "metrics to record as test.<metric>" },
+      METRIC_CHOICES, "metrics to record as test.<metric> (and cv.<metric>)" },
+    { "cv_folds", MP_P_INT, offsetof(eval_conf, cv_folds), "0", MP_PF_RANGE, 0, 100, NULL,
+      "k-fold cross-validation of the transform and train stages on the training rows; "
+      "records cv.<metric>, cv.<metric>.std and one row per fold (0 = off)" },
+    { "cv_stratified", MP_P_BOOL, offsetof(eval_conf, cv_stratified), "true", 0, 0, 0, NULL,
+      "keep class proportions in every fold" },
     { 0 }
 };
 
 const mp_stage_ops mp_stage_eval_classification = {
     .abi = MP_STAGE_ABI, .name = "classification", .kind = MP_KIND_EVALUATE,
-    .doc = "score a classifier on the test split: accuracy, precision/recall/F1, log loss, AUC, "
-           "confusion matrix",
-    .params = eval_params, .conf_size = sizeof(eval_conf), .run = eval_run,
+    .doc = "score a classifier on the test split (accuracy, precision/recall/F1, log loss, AUC, "
+           "confusion matrix), optionally with k-fold cross-validation",
+    .params = eval_params, .conf_size = sizeof(eval_conf), .check = eval_check, .run = eval_run,
 };

@@ -283,6 +283,18 @@ int  mp_ctx_artifact(mp_ctx *ctx, const char *name, const char *path, mp_err *er
  * MP_ERR(err, MP_E_CANCELLED, ...). */
 bool mp_ctx_cancelled(const mp_ctx *ctx);
 
+/* Called once per cross-validation fold (1-based) with the model trained on
+ * the other folds and the held-out rows, transformed by transforms fitted on
+ * the other folds only.  Both are borrowed for the call. */
+typedef int (*mp_cv_fn)(void *ud, int fold, const mp_model *model, const mp_dataset *held_out,
+                        mp_err *err);
+/* K-fold cross-validation of the pipeline's transform and train stages on
+ * the training rows (before any transform), seeded from the pipeline seed;
+ * stratified by class when asked and the data has classes.  Metrics the
+ * folds' training would record are not written.  MP_E_DATA when the
+ * pipeline has no train stage or K exceeds the rows (or a class's rows). */
+int mp_ctx_cross_validate(mp_ctx *ctx, int k, bool stratified, mp_cv_fn fn, void *ud, mp_err *err);
+
 /* ---------------------------------------------------------------- stages */
 
 typedef enum mp_stage_kind {

@@ -27,7 +27,7 @@ test_iris_predict_names() {
     [ "$(wc -l < "$T/pred.csv")" -eq 151 ] || fail "expected 151 lines" || return 1
     # string labels come back as names; compare with the truth column
     local right
-    right=$(paste -d, <(tail -n +2 examples/data/iris.csv | cut -d, -f5) <(tail -n +2 "$T/pred.csv") \
+    right=$(paste -d, <(tail -n +2 examples/data/iris.csv | cut -d, -f5 | tr -d '\r') <(tail -n +2 "$T/pred.csv") \
         | awk -F, '$1 == $2 { n++ } END { print n + 0 }')
     [ "$right" -ge 140 ] || fail "only $right of 150 predicted right" || return 1
     # columns are matched by name: reordered columns and no target give the same answers
@@ -109,4 +109,21 @@ test_readme_reference_matches_stages() {
     sed -n '/<!-- stages:begin -->/,/<!-- stages:end -->/p' README.md | sed '1d;$d' > "$T/readme.md"
     diff -u "$T/readme.md" "$T/ref.md" > "$T/diff" \
         || { cat "$T/diff" >&2; fail "README YAML reference is out of date: regenerate with 'mlpipe stages --markdown'"; return 1; }
+}
+
+test_cross_validation_rows_and_repeatable() {
+    run_ml run pipelines/iris-logreg.yaml --db "$DB"
+    expect_exit 0 || return 1
+    sql_eq "SELECT group_concat(step) FROM (SELECT step FROM metrics WHERE key = 'cv.accuracy' AND step IS NOT NULL ORDER BY step)" "1,2,3,4,5" || return 1
+    sql_eq "SELECT count(*) FROM metrics WHERE key = 'cv.accuracy.std' AND step IS NULL" "1" || return 1
+    sql_ge "SELECT value FROM metrics WHERE key = 'cv.accuracy' AND step IS NULL" 0.9 || return 1
+    # the mean is the mean of the fold rows
+    sql_eq "SELECT abs(m.value - (SELECT avg(value) FROM metrics WHERE key = 'cv.accuracy' AND step IS NOT NULL)) < 1e-12 FROM metrics m WHERE m.key = 'cv.accuracy' AND m.step IS NULL" "1" || return 1
+    # folds are seeded: a second run gives the same figures
+    run_ml run pipelines/iris-logreg.yaml --db "$DB"
+    sql_eq "SELECT count(DISTINCT value) FROM metrics WHERE key = 'cv.log_loss' AND step = 3" "1" || return 1
+    # cv_folds: 1 is a config error
+    run_ml validate pipelines/iris-logreg.yaml --set evaluate.cv_folds=1
+    expect_exit 2 || return 1
+    expect_err "cv_folds" || return 1
 }
