@@ -33,8 +33,9 @@
     (MP_ERR((err), MP_E_CONFIG, __VA_ARGS__),  \
      mp_err_where((err), "%s:%d:%d", (file), (line), (col)))
 
-static const char *const top_keys[] = { "version", "name", "seed", "plugins", "stages" };
-enum { TOP_VERSION, TOP_NAME, TOP_SEED, TOP_PLUGINS, TOP_STAGES, TOP_COUNT };
+static const char *const top_keys[] = { "version", "name", "seed", "plugins", "stages",
+                                        "sweep" };
+enum { TOP_VERSION, TOP_NAME, TOP_SEED, TOP_PLUGINS, TOP_STAGES, TOP_SWEEP, TOP_COUNT };
 _Static_assert(sizeof top_keys / sizeof *top_keys == TOP_COUNT, "top_keys");
 
 /* ---------------------------------------------------------------- values */
@@ -86,6 +87,12 @@ void mp_spec_free(mp_spec *s) {
     mp_free(s->stages);
     for (size_t i = 0; i < s->n_overrides; i++) mp_free(s->overrides[i]);
     mp_free(s->overrides);
+    for (size_t i = 0; i < s->n_sweep; i++) {
+        mp_free(s->sweep[i].key);
+        for (size_t j = 0; j < s->sweep[i].n; j++) mp_free(s->sweep[i].values[j]);
+        mp_free(s->sweep[i].values);
+    }
+    mp_free(s->sweep);
     mp_free(s);
 }
 
@@ -528,6 +535,112 @@ static bool plain_uint(const mp_value *v, long long *out) {
     return v->type == MP_V_SCALAR && !v->quoted && mp_parse_long(v->s, out) && *out >= 0;
 }
 
+/* Appends v as YAML flow text ("0.1", "'text'", "[256, 128]") to buf[*len..];
+ * false when it does not fit or v is a mapping. */
+static bool flow_text(const mp_value *v, char *buf, size_t size, size_t *len) {
+    int w;
+    if (v->type == MP_V_SCALAR) {
+        if (!v->quoted) {
+            w = snprintf(buf + *len, size - *len, "%s", v->s);
+        } else {
+            /* single-quoted YAML: '' stands for ' */
+            if (*len + 1 >= size) return false;
+            buf[(*len)++] = '\'';
+            for (const char *c = v->s; *c; c++) {
+                if (*len + 3 >= size) return false;
+                if (*c == '\'') buf[(*len)++] = '\'';
+                buf[(*len)++] = *c;
+            }
+            w = snprintf(buf + *len, size - *len, "'");
+        }
+    } else if (v->type == MP_V_SEQ) {
+        w = snprintf(buf + *len, size - *len, "[");
+        if (w < 0 || (size_t)w >= size - *len) return false;
+        *len += (size_t)w;
+        for (size_t i = 0; i < v->n; i++) {
+            if (i && (w = snprintf(buf + *len, size - *len, ", ")) > 0) *len += (size_t)w;
+            if (!flow_text(&v->items[i], buf, size, len)) return false;
+        }
+        w = snprintf(buf + *len, size - *len, "]");
+    } else {
+        return false;
+    }
+    if (w < 0 || (size_t)w >= size - *len) return false;
+    *len += (size_t)w;
+    return true;
+}
+
+#define MAX_SWEEP_POINTS 100000
+
+/* `sweep:` maps "KIND.param" (or "NAME.param", "seed") to a list of values;
+ * each value is kept as YAML flow text and applied later like --set. */
+static int read_sweep(reader *r, mp_spec *s, const mp_value *v) {
+    char what[128];
+    if (v->type != MP_V_MAP || v->n == 0)
+        return FAIL_AT(r, v->line, v->col,
+                       "expected a mapping of KIND.param to lists of values for 'sweep', got %s",
+                       mp_value_what(v, what, sizeof what));
+    if (!(s->sweep = mp_calloc(v->n, sizeof *s->sweep))) return NOMEM(r->err);
+    size_t points = 1;
+    for (size_t i = 0; i < v->n; i++) {
+        const mp_value *list = &v->items[i];
+        mp_sweep_axis *ax = &s->sweep[i];
+        s->n_sweep = i + 1;
+        ax->line = list->line;
+        ax->col = list->col;
+        if (!(ax->key = mp_strdup(v->keys[i]))) return NOMEM(r->err);
+        if (!strchr(ax->key, '.') && strcmp(ax->key, "seed") != 0)
+            return FAIL_AT(r, list->line, list->col,
+                           "sweep key '%s' must be KIND.param, NAME.param or seed", ax->key);
+        if (list->type != MP_V_SEQ || list->n == 0)
+            return FAIL_AT(r, list->line, list->col,
+                           "expected a non-empty list of values for sweep key '%s', got %s",
+                           ax->key, mp_value_what(list, what, sizeof what));
+        if (!(ax->values = mp_calloc(list->n, sizeof *ax->values))) return NOMEM(r->err);
+        for (size_t j = 0; j < list->n; j++) {
+            char buf[1024];
+            size_t len = 0;
+            if (!flow_text(&list->items[j], buf, sizeof buf, &len))
+                return FAIL_AT(r, list->items[j].line, list->items[j].col,
+                               "sweep value for '%s' must be a scalar or a list", ax->key);
+            buf[len] = '\0';
+            if (!(ax->values[j] = mp_strdup(buf))) return NOMEM(r->err);
+            ax->n = j + 1;
+        }
+        if (points > MAX_SWEEP_POINTS / ax->n)
+            return FAIL_AT(r, list->line, list->col, "sweep has more than %d points",
+                           MAX_SWEEP_POINTS);
+        points *= ax->n;
+    }
+    s->n_points = points;
+    return MP_OK;
+}
+
+int mp_config_sweep_point(const mp_spec *s, size_t index, char ***sets, size_t *n, mp_err *err) {
+    if (index >= s->n_points)
+        return MP_ERR(err, MP_E_USAGE, "sweep index %zu is out of range (the sweep has %zu points)",
+                      index, s->n_points);
+    char **v = mp_calloc(s->n_sweep ? s->n_sweep : 1, sizeof *v);
+    if (!v) return NOMEM(err);
+    /* Mixed radix, last axis fastest: point 0 is every axis's first value. */
+    size_t rest = index;
+    for (size_t i = s->n_sweep; i-- > 0;) {
+        const mp_sweep_axis *ax = &s->sweep[i];
+        const char *val = ax->values[rest % ax->n];
+        rest /= ax->n;
+        size_t len = strlen(ax->key) + strlen(val) + 2;
+        if (!(v[i] = mp_malloc(len))) {
+            for (size_t j = 0; j < s->n_sweep; j++) mp_free(v[j]);
+            mp_free(v);
+            return NOMEM(err);
+        }
+        snprintf(v[i], len, "%s=%s", ax->key, val);
+    }
+    *sets = v;
+    *n = s->n_sweep;
+    return MP_OK;
+}
+
 /* Interprets the value of a top-level key other than `stages`.  v is the
  * caller's: strings worth keeping are moved out of it (v->s = NULL). */
 static int top_value(reader *r, mp_spec *s, int key, mp_value *v) {
@@ -558,6 +671,8 @@ static int top_value(reader *r, mp_spec *s, int key, mp_value *v) {
                            mp_value_what(v, what, sizeof what));
         s->seed = (uint64_t)x;
         return MP_OK;
+    case TOP_SWEEP:
+        return read_sweep(r, s, v);
     case TOP_PLUGINS:
         /* n_plugins grows with each path, so a failure midway frees what exists. */
         if (v->type != MP_V_SEQ)
@@ -774,7 +889,7 @@ static int read_pipeline(reader *r, mp_spec *s) {
             if (near)
                 return FAIL_AT(r, kl, kc, "unknown key '%s' (did you mean '%s'?)", key, near);
             return FAIL_AT(r, kl, kc,
-                           "unknown key '%s' (expected version, name, seed, plugins, stages)", key);
+                           "unknown key '%s' (expected version, name, seed, plugins, stages, sweep)", key);
         }
         if (seen[idx])
             return FAIL_AT(r, kl, kc, "duplicate key '%s' (first at line %d)", key, seen[idx]);

@@ -49,6 +49,14 @@ typedef struct mp_spec_stage {
     size_t         n_params;
 } mp_spec_stage;
 
+/* One axis of a `sweep:` grid: a --set key and its values as YAML text. */
+typedef struct mp_sweep_axis {
+    char   *key;            /* "train.learning_rate" */
+    char  **values;         /* n values, YAML flow text */
+    size_t  n;
+    int     line, col;      /* place of the value list */
+} mp_sweep_axis;
+
 typedef struct mp_spec {
     char          *file;        /* path as given */
     char          *text;        /* the file's text (stored in the run DB) */
@@ -61,6 +69,9 @@ typedef struct mp_spec {
     size_t         n_stages;
     char         **overrides;   /* the --set strings applied, for the run record */
     size_t         n_overrides;
+    mp_sweep_axis *sweep;       /* `sweep:` axes, or NULL */
+    size_t         n_sweep;
+    size_t         n_points;    /* product of the axes' sizes (0 without a sweep) */
 } mp_spec;
 
 /* Parses path into *out (caller frees with mp_spec_free).  Unreadable file:
@@ -69,6 +80,11 @@ int  mp_config_load(const char *path, mp_spec **out, mp_err *err);
 /* Parses YAML text as if read from `name` (tests, stdin). */
 int  mp_config_parse(const char *name, const char *text, size_t len, mp_spec **out, mp_err *err);
 void mp_spec_free(mp_spec *s);
+
+/* The --set strings ("KEY=VALUE") of sweep point index (0-based, last axis
+ * varying fastest).  *sets is an array of *n strings the caller frees (each,
+ * then the array).  MP_E_USAGE when index >= s->n_points. */
+int  mp_config_sweep_point(const mp_spec *s, size_t index, char ***sets, size_t *n, mp_err *err);
 
 /* Applies "KIND.param=value" or "NAME.param=value" (also "seed=N",
  * "name=TEXT"); value is parsed as a YAML flow value ("[256, 128]" works).

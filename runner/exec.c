@@ -96,6 +96,8 @@ int mp_exec_prepare(const mp_run_opts *o, mp_spec **spec_out, mp_stage **stages_
     }
     for (size_t i = 0; i < o->n_sets; i++)
         if (mp_config_set(spec, o->sets[i], err) != MP_OK) goto fail;
+    for (size_t i = 0; i < o->n_point_sets; i++)
+        if (mp_config_set(spec, o->point_sets[i], err) != MP_OK) goto fail;
     for (size_t i = 0; i < o->n_plugins; i++)
         if (mp_registry_load_plugin(o->plugins[i], err) != MP_OK) goto fail;
     for (size_t i = 0; i < spec->n_plugins; i++)
@@ -105,11 +107,19 @@ int mp_exec_prepare(const mp_run_opts *o, mp_spec **spec_out, mp_stage **stages_
     *stages_out = stages;
     return MP_OK;
 fail:
+    /* An error in a sweep value points at the sweep axis in the file, not at
+     * the "--set KEY=VALUE" the sweep driver applied. */
+    for (size_t i = 0; i < o->n_point_sets && i < spec->n_sweep; i++)
+        if (strncmp(err->where, "--set ", 6) == 0 && strcmp(err->where + 6, o->point_sets[i]) == 0)
+            snprintf(err->where, sizeof err->where, "%s:%d:%d", o->pipeline, spec->sweep[i].line,
+                     spec->sweep[i].col);
     mp_spec_free(spec);
     return err->code;
 }
 
 /* ---------------------------------------------------------------- run */
+
+static int run_one(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err);
 
 static void ctx_release(mp_ctx *ctx) {
     mp_dataset_free(ctx->train);
@@ -153,7 +163,46 @@ static void err_text(const mp_err *e, char *buf, size_t size) {
     else snprintf(buf, size, "%s", e->msg);
 }
 
+/* Adds the sweep.* rows to the flattened params of a sweep point. */
+static int add_sweep_params(const mp_run_opts *o, char ***keys, char ***vals, size_t *n,
+                            mp_err *err) {
+    char idx[32], pts[32];
+    snprintf(idx, sizeof idx, "%zu", o->point_index);
+    snprintf(pts, sizeof pts, "%zu", o->n_points);
+    const char *k[] = { "sweep.id", "sweep.index", "sweep.points" };
+    const char *v[] = { o->sweep_id, idx, pts };
+    char **nk = mp_realloc(*keys, (*n + 3) * sizeof *nk);
+    if (!nk) return MP_ERR(err, MP_E_NOMEM, "out of memory for sweep params");
+    *keys = nk;
+    char **nv = mp_realloc(*vals, (*n + 3) * sizeof *nv);
+    if (!nv) return MP_ERR(err, MP_E_NOMEM, "out of memory for sweep params");
+    *vals = nv;
+    for (int i = 0; i < 3; i++) {
+        nk[*n] = mp_strdup(k[i]);
+        nv[*n] = mp_strdup(v[i]);
+        (*n)++;
+        if (!nk[*n - 1] || !nv[*n - 1]) return MP_ERR(err, MP_E_NOMEM, "out of memory for sweep params");
+    }
+    return MP_OK;
+}
+
 int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err) {
+    *run_id = 0;
+    if (!o->point_sets) {
+        /* A pipeline with a `sweep:` runs once per grid point. */
+        mp_spec *spec = NULL;
+        if (mp_config_load(o->pipeline, &spec, err) != MP_OK) {
+            if (err->code == MP_E_IO) err->code = MP_E_CONFIG;
+            return err->code;
+        }
+        int rc = spec->n_points ? mp_sweep_run(o, spec, out, err) : -1;
+        mp_spec_free(spec);
+        if (rc != -1) return rc;
+    }
+    return run_one(o, out, run_id, err);
+}
+
+static int run_one(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err) {
     mp_spec *spec = NULL;
     mp_stage *st = NULL;
     mp_rundb *db = NULL;
@@ -166,6 +215,7 @@ int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err)
 
     if (mp_exec_prepare(o, &spec, &st, err) != MP_OK) return err->code;
     if (mp_config_params(spec, st, &keys, &vals, &n_params, err) != MP_OK) goto out;
+    if (o->sweep_id && add_sweep_params(o, &keys, &vals, &n_params, err) != MP_OK) goto out;
     if (mp_rundb_open(o->db_path, &db, err) != MP_OK) goto out;
 
     char sha[65];

@@ -23,7 +23,9 @@ static const char usage_text[] =
     "usage: mlpipe [--quiet|--verbose] [--log-format text|json] COMMAND ...\n"
     "\n"
     "  run FILE [--set KIND.param=VALUE]... [--db PATH] [--plugin SO]...\n"
-    "                           run a pipeline and record it in the run database\n"
+    "           [-j N] [--sweep-index I]\n"
+    "                           run a pipeline and record it in the run database;\n"
+    "                           a `sweep:` runs every grid point (N at a time) or point I\n"
     "  validate FILE [--set ...] [--plugin SO]...\n"
     "                           check a pipeline (file:line:col errors); run nothing\n"
     "  stages [NAME] [--markdown] [--plugin SO]...\n"
@@ -80,6 +82,7 @@ int main(int argc, char **argv) {
     const char *cmd = NULL, *db = NULL, *out_path = NULL, *log_format = getenv("MLPIPE_LOG_FORMAT");
     strv sets = { 0 }, plugins = { 0 }, args = { 0 };
     bool markdown = false, proba = false;
+    long sweep_index = -1, jobs = 1;
     char delimiter = 0;
     int rc = MP_EXIT_OK;
     mp_err err = { 0 };
@@ -102,6 +105,8 @@ int main(int argc, char **argv) {
             mp_log_level = MP_LOG_DEBUG;
         } else if (strcmp(a, "--log-format") == 0 || strcmp(a, "--db") == 0 ||
                    strcmp(a, "--set") == 0 || strcmp(a, "--plugin") == 0 ||
+                   strcmp(a, "--sweep-index") == 0 || strcmp(a, "-j") == 0 ||
+                   strcmp(a, "--jobs") == 0 ||
                    (!runs_cmd && (strcmp(a, "-o") == 0 || strcmp(a, "--delimiter") == 0))) {
             if (!next) {
                 rc = usage_error("option '%s' needs a value", a);
@@ -112,6 +117,19 @@ int main(int argc, char **argv) {
             else if (strcmp(a, "--db") == 0) db = next;
             else if (strcmp(a, "-o") == 0) out_path = next;
             else if (strcmp(a, "--delimiter") == 0) delimiter = next[0];
+            else if (strcmp(a, "--sweep-index") == 0 || strcmp(a, "-j") == 0 ||
+                     strcmp(a, "--jobs") == 0) {
+                bool is_index = strcmp(a, "--sweep-index") == 0;
+                char *end;
+                long v = strtol(next, &end, 10);
+                if (*end || end == next || v < (is_index ? 0 : 1)) {
+                    rc = usage_error(is_index ? "option '%s' needs an integer >= 0"
+                                              : "option '%s' needs an integer >= 1", a);
+                    goto out;
+                }
+                if (is_index) sweep_index = v;
+                else jobs = v;
+            }
             else if (strv_push(strcmp(a, "--set") == 0 ? &sets : &plugins, argv[i]) != 0) goto oom;
         } else if (strncmp(a, "--set=", 6) == 0) {
             if (strv_push(&sets, argv[i] + 6) != 0) goto oom;
@@ -152,7 +170,9 @@ int main(int argc, char **argv) {
             goto out;
         }
         mp_run_opts o = { .pipeline = args.v[0], .db_path = db, .sets = sets.v,
-                          .n_sets = sets.n, .plugins = plugins.v, .n_plugins = plugins.n };
+                          .n_sets = sets.n, .plugins = plugins.v, .n_plugins = plugins.n,
+                          .sweep_index = sweep_index, .jobs = (int)jobs, .argc = argc,
+                          .argv = argv };
         if (cmd[0] == 'v') {
             mp_spec *spec = NULL;
             mp_stage *st = NULL;
