@@ -63,19 +63,23 @@ asan: build/asan/mlpipe
 
 build/rel/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	@echo "  CC  $@"
+	@$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+	@echo "  CC  $@"
+	@$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
 
 build/unit/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DUNIT_TESTING -c -o $@ $<
+	@echo "  CC  $@"
+	@$(CC) $(ALL_CFLAGS) -DUNIT_TESTING -c -o $@ $<
 
 build/unit-asan/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) -DUNIT_TESTING -c -o $@ $<
+	@echo "  CC  $@"
+	@$(CC) $(ALL_CFLAGS) $(SAN) -DUNIT_TESTING -c -o $@ $<
 
 build/unit/libmlpipe.a: $(UNIT_OBJ)
 	rm -f $@ && ar rcs $@ $^

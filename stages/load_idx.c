@@ -23,7 +23,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -169,24 +168,6 @@ done:
     return err->code;
 }
 
-/* A fresh matrix costs one page fault per 4 KiB on first write (46,000 for
- * 60,000 x 784 floats), which took longer than the work itself.  Asking for
- * transparent huge pages cuts that about tenfold where the kernel allows it
- * (THP in "madvise" mode, the usual default); elsewhere it is a no-op.  Only
- * the whole pages inside the block are advised. */
-static void advise_huge(void *p, size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    long pg = sysconf(_SC_PAGESIZE);
-    if (pg <= 0 || bytes < ((size_t)4 << 20)) return;
-    uintptr_t mask = (uintptr_t)pg - 1;
-    uintptr_t lo = ((uintptr_t)p + mask) & ~mask, hi = ((uintptr_t)p + bytes) & ~mask;
-    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 /* Reads n images of d pixels each into X (already n x d), a block at a time. */
 static int read_pixels(idx_file *imf, mp_ctx *ctx, size_t n, size_t d, const float *lut,
                        mp_matrix *X, mp_err *err) {
@@ -259,7 +240,6 @@ static int load_part(mp_ctx *ctx, const char *img_path, const char *lbl_path, in
     }
     if (read_labels(&lf, n, n_names, ds->y, max_label, err) != MP_OK) goto fail;
     if (mp_matrix_init(&ds->X, n, d, err) != MP_OK) goto fail;
-    advise_huge(ds->X.data, n * d * sizeof(float));
     if (read_pixels(&imf, ctx, n, d, lut, &ds->X, err) != MP_OK) goto fail;
     ds->task = MP_TASK_CLASSIFICATION;
     idx_close(&imf);
@@ -275,32 +255,11 @@ fail:
 
 /* ---------------------------------------------------------------- names */
 
-static void free_names(char **v, size_t n) {
-    if (!v) return;
-    for (size_t i = 0; i < n; i++) mp_free(v[i]);
-    mp_free(v);
-}
-
-/* n names: src[i] when src is given, else "<prefix><i>".  NULL on OOM. */
-static char **make_names(const char *prefix, char *const *src, size_t n) {
-    char **v = mp_calloc(n ? n : 1, sizeof *v);
-    if (!v) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        char buf[32];
-        if (!src) snprintf(buf, sizeof buf, "%s%zu", prefix, i);
-        if (!(v[i] = mp_strdup(src ? src[i] : buf))) {
-            free_names(v, i);
-            return NULL;
-        }
-    }
-    return v;
-}
-
 /* Gives ds its feature, target and class names. */
 static int name_part(mp_dataset *ds, const idx_conf *c, size_t n_classes, mp_err *err) {
-    if (!(ds->feature_names = make_names("px", NULL, ds->X.n_cols)) ||
+    if (!(ds->feature_names = mp_names_new("px", NULL, ds->X.n_cols)) ||
         !(ds->target_name = mp_strdup("label")) ||
-        !(ds->class_names = make_names("", c->class_names.n ? c->class_names.v : NULL, n_classes)))
+        !(ds->class_names = mp_names_new("", c->class_names.n ? c->class_names.v : NULL, n_classes)))
         return MP_ERR(err, MP_E_NOMEM, "out of memory naming %zu columns", ds->X.n_cols);
     ds->n_classes = n_classes;
     return MP_OK;

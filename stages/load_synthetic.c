@@ -27,7 +27,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define CANCEL_EVERY 10000      /* rows between cancellation checks */
@@ -82,57 +81,17 @@ static double normal_next(normal_gen *g) {
 
 /* ---------------------------------------------------------------- names */
 
-static void free_names(char **v, size_t n) {
-    if (!v) return;
-    for (size_t i = 0; i < n; i++) mp_free(v[i]);
-    mp_free(v);
-}
-
-/* "<prefix>0" .. "<prefix><n-1>"; NULL on OOM. */
-static char **numbered_names(const char *prefix, size_t n) {
-    char **v = mp_calloc(n ? n : 1, sizeof *v);
-    if (!v) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "%s%zu", prefix, i);
-        if (!(v[i] = mp_strdup(buf))) {
-            free_names(v, i);
-            return NULL;
-        }
-    }
-    return v;
-}
-
-/* A fresh matrix costs one page fault per 4 KiB on first write (46,000 for
- * 60,000 x 784 floats), which took longer than the work itself.  Asking for
- * transparent huge pages cuts that about tenfold where the kernel allows it
- * (THP in "madvise" mode, the usual default); elsewhere it is a no-op.  Only
- * the whole pages inside the block are advised. */
-static void advise_huge(void *p, size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    long pg = sysconf(_SC_PAGESIZE);
-    if (pg <= 0 || bytes < ((size_t)4 << 20)) return;
-    uintptr_t mask = (uintptr_t)pg - 1;
-    uintptr_t lo = ((uintptr_t)p + mask) & ~mask, hi = ((uintptr_t)p + bytes) & ~mask;
-    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 /* An empty dataset of n rows x d columns with names, y and the task set. */
 static mp_dataset *new_part(size_t n, size_t d, size_t k, bool classify, mp_err *err) {
     mp_dataset *ds = mp_dataset_new();
     if (!ds) goto nomem;
     if (mp_matrix_init(&ds->X, n, d, err) != MP_OK) goto fail;
-    advise_huge(ds->X.data, n * d * sizeof(float));
     if (!(ds->y = mp_malloc(mp_mul_size(n, sizeof *ds->y))) ||
-        !(ds->feature_names = numbered_names("x", d)) || !(ds->target_name = mp_strdup("y")))
+        !(ds->feature_names = mp_names_new("x", NULL, d)) || !(ds->target_name = mp_strdup("y")))
         goto nomem;
     ds->task = classify ? MP_TASK_CLASSIFICATION : MP_TASK_REGRESSION;
     if (classify) {
-        if (!(ds->class_names = numbered_names("", k))) goto nomem;
+        if (!(ds->class_names = mp_names_new("", NULL, k))) goto nomem;
         ds->n_classes = k;
     }
     return ds;

@@ -93,7 +93,8 @@ typedef struct mp_matrix {
     size_t  n_cols;
 } mp_matrix;
 
-int  mp_matrix_init(mp_matrix *m, size_t n_rows, size_t n_cols, mp_err *err); /* zeroed */
+/* Zeroed; large blocks are advised to use huge pages (fewer page faults). */
+int  mp_matrix_init(mp_matrix *m, size_t n_rows, size_t n_cols, mp_err *err);
 void mp_matrix_release(mp_matrix *m);                    /* frees data, leaves {0} */
 #define MP_AT(m, i, j) ((m)->data[(size_t)(i) * (m)->n_cols + (size_t)(j)])
 
@@ -122,6 +123,10 @@ typedef struct mp_dataset {
 } mp_dataset;
 
 mp_dataset *mp_dataset_new(void);                     /* empty; NULL on OOM */
+/* n names: copies of src[i] when src is given, else "<prefix><i>" ("px0",
+ * "px1" ...).  NULL on OOM.  Free with mp_names_free. */
+char      **mp_names_new(const char *prefix, char *const *src, size_t n);
+void        mp_names_free(char **v, size_t n);           /* NULL-safe */
 void        mp_dataset_free(mp_dataset *ds);          /* NULL-safe */
 /* A new dataset holding rows idx[0..n-1] of src (same names). */
 mp_dataset *mp_dataset_subset(const mp_dataset *src, const size_t *idx, size_t n, mp_err *err);
