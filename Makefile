@@ -25,7 +25,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN    = -Wall -Wextra -Werror -Wshadow
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Irunner -Istages -MMD -MP
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -iquote runner -iquote stages -MMD -MP
 LIBS    = $(PKG_LIBS) -lcsv -lm -ldl -lpthread
 SAN     = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
@@ -94,7 +94,7 @@ build/unit-asan/test_%: build/unit-asan/tests/unit/test_%.o build/unit-asan/libm
 	$(CC) $(CFLAGS) $(SAN) -rdynamic -o $@ $^ $(LIBS) -lcmocka
 
 examples/plugins/%.so: examples/plugins/%.c stages/mp_stage.h
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -shared -Istages -o $@ $< -lm
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC -shared -iquote stages -o $@ $< -lm
 
 plugins: $(PLUGINS)
 

@@ -25,8 +25,9 @@
  * numeric value while all of them are numbers) until the end, when the
  * target becomes either a regression vector or class indices.
  */
-#define MP_CSV_WANT_LIBCSV      /* csv.h then brings libcsv's <csv.h> in too */
 #include "csv.h"
+
+#include <csv.h>                /* libcsv (the Makefile puts runner/ on the quote path only) */
 
 #include <ctype.h>
 #include <errno.h>

@@ -88,12 +88,3 @@ bool mp_csv_parse_delimiter(const char *name, char *out);
 
 #endif /* MP_CSV_H */
 
-/*
- * This header shadows libcsv's <csv.h>: with -Irunner on the include path,
- * #include <csv.h> finds this file first.  runner/csv.c defines
- * MP_CSV_WANT_LIBCSV before including it to pull in the library's header,
- * which #include_next finds further down the path.
- */
-#if defined MP_CSV_WANT_LIBCSV && !defined LIBCSV_H__
-#include_next <csv.h>
-#endif
