@@ -59,7 +59,7 @@ static void print_module(FILE *f, const mp_stage_ops *s, bool md) {
     for (const mp_param *p = s->params; p && p->name; p++) {
         char c[256];
         constraint(p, c, sizeof c);
-        fprintf(f, "    %-16s %-9s default %-14s %-22s %s\n", p->name, mp_param_type_name(p->type),
+        fprintf(f, "    %-18s %-11s default %-14s %-22s %s\n", p->name, mp_param_type_name(p->type),
                 default_text(p), c, p->doc ? p->doc : "");
     }
 }
