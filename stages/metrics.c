@@ -1,12 +1,17 @@
 /*
  * metrics.c -- classification metrics from a confusion matrix, log loss and
- * ROC AUC.  Plain loops: these run once per evaluation over n rows, far from
- * the training hot path.
+ * ROC AUC; regression errors; clustering inertia, adjusted Rand index and
+ * silhouette.  Plain loops: these run once per evaluation over n rows, far
+ * from the training hot path -- except the silhouette's all-pairs distances,
+ * which go through cblas_sgemm.
  */
 #include "metrics.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 void mp_confusion(const int *y_true, const int *y_pred, size_t n, size_t k, double *cm) {
     for (size_t i = 0; i < k * k; i++) cm[i] = 0.0;
@@ -153,4 +158,205 @@ out:
     mp_free(pos);
     mp_free(col);
     return m ? sum / (double)m : NAN;
+}
+
+/* ---------------------------------------------------------------- regression */
+
+double mp_mse(const double *y_true, const float *y_pred, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = y_true[i] - (double)y_pred[i];
+        s += e * e;
+    }
+    return n ? s / (double)n : NAN;
+}
+
+double mp_mae(const double *y_true, const float *y_pred, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += fabs(y_true[i] - (double)y_pred[i]);
+    return n ? s / (double)n : NAN;
+}
+
+static double mean_of(const double *v, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += v[i];
+    return s / (double)n;
+}
+
+/* 1 - num / den with scikit-learn's rule for a constant target (den == 0):
+ * 1 when num is 0 too (perfect), else 0. */
+static double one_minus_ratio(double num, double den) {
+    if (den == 0.0) return num == 0.0 ? 1.0 : 0.0;
+    return 1.0 - num / den;
+}
+
+double mp_r2(const double *y_true, const float *y_pred, size_t n) {
+    if (n == 0) return NAN;
+    double mean = mean_of(y_true, n), ss_res = 0.0, ss_tot = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = y_true[i] - (double)y_pred[i], t = y_true[i] - mean;
+        ss_res += e * e;
+        ss_tot += t * t;
+    }
+    return one_minus_ratio(ss_res, ss_tot);
+}
+
+double mp_explained_variance(const double *y_true, const float *y_pred, size_t n) {
+    if (n == 0) return NAN;
+    double mean = mean_of(y_true, n), mean_e = 0.0;
+    for (size_t i = 0; i < n; i++) mean_e += y_true[i] - (double)y_pred[i];
+    mean_e /= (double)n;
+    double var_e = 0.0, var_t = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = y_true[i] - (double)y_pred[i] - mean_e, t = y_true[i] - mean;
+        var_e += e * e;
+        var_t += t * t;
+    }
+    return one_minus_ratio(var_e, var_t);
+}
+
+/* ---------------------------------------------------------------- clustering */
+
+double mp_inertia(const mp_matrix *X, const int *labels, const float *centers, size_t k) {
+    size_t d = X->n_cols;
+    double s = 0.0;
+    for (size_t i = 0; i < X->n_rows; i++) {
+        if (labels[i] < 0 || (size_t)labels[i] >= k) continue;
+        const float *x = X->data + i * d, *c = centers + (size_t)labels[i] * d;
+        for (size_t j = 0; j < d; j++) {
+            double e = (double)x[j] - (double)c[j];
+            s += e * e;
+        }
+    }
+    return s;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sum over the runs of equal values in sorted v[0..n) of (run length)^2,
+ * comparing only the bits above `shift`. */
+static double sum_sq_runs(const uint64_t *v, size_t n, int shift) {
+    double s = 0.0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && (v[j] >> shift) == (v[i] >> shift)) j++;
+        s += (double)(j - i) * (double)(j - i);
+        i = j;
+    }
+    return s;
+}
+
+int mp_adjusted_rand(const int *a, const int *b, size_t n, double *out, mp_err *err) {
+    if (n == 0) {
+        *out = NAN;
+        return MP_OK;
+    }
+    /* The contingency table by sorting pairs (a, b) packed in 64 bits: the
+     * runs of equal pairs are its cells, the runs of equal a its row sums;
+     * a second sort of b gives the column sums.  No k_a x k_b table, so
+     * labelings with many distinct values cost no more. */
+    uint64_t *v = mp_malloc(mp_mul_size(n, sizeof *v));
+    if (!v) return MP_ERR(err, MP_E_NOMEM, "out of memory for the adjusted Rand index");
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] < 0 || b[i] < 0) {
+            mp_free(v);
+            return MP_ERR(err, MP_E_DATA, "adjusted Rand index: negative label at row %zu", i + 1);
+        }
+        v[i] = (uint64_t)(uint32_t)a[i] << 32 | (uint32_t)b[i];
+    }
+    qsort(v, n, sizeof *v, cmp_u64);
+    double ss = sum_sq_runs(v, n, 0), ss_a = sum_sq_runs(v, n, 32);
+    for (size_t i = 0; i < n; i++) v[i] = (uint32_t)b[i];
+    qsort(v, n, sizeof *v, cmp_u64);
+    double ss_b = sum_sq_runs(v, n, 0);
+    mp_free(v);
+    /* scikit-learn's pair confusion matrix (ordered pairs) and ARI. */
+    double nn = (double)n;
+    double tp = ss - nn, fp = ss_b - ss, fn = ss_a - ss, tn = nn * nn - fp - fn - ss;
+    if (fn == 0.0 && fp == 0.0) {
+        *out = 1.0;
+        return MP_OK;
+    }
+    *out = 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn));
+    return MP_OK;
+}
+
+int mp_silhouette(const mp_matrix *X, const int *labels, size_t k, double *out, mp_err *err) {
+    size_t n = X->n_rows, d = X->n_cols;
+    const size_t block = 256;
+    size_t bw = n < block ? n : block;
+    float *Xc = NULL, *xn = NULL, *H = NULL, *D = NULL, *S = NULL;
+    double *mean = NULL, *size = NULL;
+    *out = NAN;
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] < 0 || (size_t)labels[i] >= k)
+            return MP_ERR(err, MP_E_DATA, "silhouette: label %d at row %zu is outside [0, %zu)",
+                          labels[i], i + 1, k);
+    Xc = mp_malloc(mp_mul_size(mp_mul_size(n, d), sizeof *Xc));
+    xn = mp_malloc(mp_mul_size(n, sizeof *xn));
+    H = mp_calloc(mp_mul_size(n, k), sizeof *H);
+    D = mp_malloc(mp_mul_size(mp_mul_size(bw, n), sizeof *D));
+    S = mp_malloc(mp_mul_size(mp_mul_size(bw, k), sizeof *S));
+    mean = mp_calloc(d ? d : 1, sizeof *mean);
+    size = mp_calloc(k ? k : 1, sizeof *size);
+    if (!Xc || !xn || !H || !D || !S || !mean || !size) {
+        MP_ERR(err, MP_E_NOMEM, "out of memory for the silhouette of %zu rows", n);
+        goto done;
+    }
+    size_t present = 0;
+    for (size_t i = 0; i < n; i++) {
+        present += size[labels[i]] == 0.0;
+        size[labels[i]] += 1.0;
+        H[i * k + (size_t)labels[i]] = 1.0f;    /* one-hot: D H = per-cluster sums */
+    }
+    if (present < 2 || present > n - 1) goto done;  /* undefined: NaN */
+
+    /* Centre the rows first: distances do not change, and the expansion
+     * ||x||^2 - 2 x.y + ||y||^2 loses far fewer digits to cancellation. */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < d; j++) mean[j] += X->data[i * d + j];
+    for (size_t j = 0; j < d; j++) mean[j] /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < d; j++) Xc[i * d + j] = (float)(X->data[i * d + j] - mean[j]);
+        xn[i] = cblas_sdot((blasint)d, Xc + i * d, 1, Xc + i * d, 1);
+    }
+    double total = 0.0;
+    for (size_t r0 = 0; r0 < n; r0 += block) {
+        size_t m = n - r0 < block ? n - r0 : block;
+        /* D = distances of rows r0.. to every row; S = D H, per cluster. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)d,
+                    -2.0f, Xc + r0 * d, (blasint)d, Xc, (blasint)d, 0.0f, D, (blasint)n);
+        for (size_t i = 0; i < m; i++) {
+            float *row = D + i * n;
+            for (size_t j = 0; j < n; j++) {
+                float q = row[j] + xn[r0 + i] + xn[j];
+                row[j] = q > 0.0f ? sqrtf(q) : 0.0f;
+            }
+            row[r0 + i] = 0.0f;     /* exactly, whatever rounding said */
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)k, (blasint)n,
+                    1.0f, D, (blasint)n, H, (blasint)k, 0.0f, S, (blasint)k);
+        for (size_t i = 0; i < m; i++) {
+            size_t own = (size_t)labels[r0 + i];
+            if (size[own] < 2.0) continue;      /* alone in its cluster: s = 0 */
+            double a = S[i * k + own] / (size[own] - 1.0), b = INFINITY;
+            for (size_t c = 0; c < k; c++)
+                if (c != own && size[c] > 0.0 && S[i * k + c] / size[c] < b) b = S[i * k + c] / size[c];
+            double mx = a > b ? a : b;
+            if (mx > 0.0) total += (b - a) / mx;
+        }
+    }
+    *out = total / (double)n;
+done:
+    mp_free(Xc);
+    mp_free(xn);
+    mp_free(H);
+    mp_free(D);
+    mp_free(S);
+    mp_free(mean);
+    mp_free(size);
+    return err->code;
 }
