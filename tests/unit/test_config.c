@@ -468,9 +468,37 @@ static void test_unknown_top_key(void **state) {
     expect_fail("version: 1\nstagse: []\n", "p.yaml:2:1",
                 "unknown key 'stagse' (did you mean 'stages'?)");
     expect_fail("version: 1\nfoo: 1\n", "p.yaml:2:1",
-                "unknown key 'foo' (expected version, name, seed, plugins, stages)");
+                "unknown key 'foo' (expected version, name, seed, plugins, stages, sweep)");
     expect_fail("version: 1\nseed: -1\n", "p.yaml:2:7",
                 "expected a non-negative integer for 'seed', got '-1'");
+}
+
+static void test_sweep_grid(void **state) {
+    (void)state;
+    mp_spec *s = parse_ok(HEAD "sweep:\n  testload.path: [a.csv, 'b c.csv']\n"
+                               "  seed: [1, 2, 3]\n  testload.hidden: [[4, 2]]\n");
+    assert_int_equal(s->n_sweep, 3);
+    assert_int_equal(s->n_points, 6);
+    assert_string_equal(s->sweep[1].values[2], "3");
+    assert_string_equal(s->sweep[0].values[1], "'b c.csv'");
+    assert_string_equal(s->sweep[2].values[0], "[4, 2]");
+    assert_int_equal(s->sweep[1].line, 7);
+    char **sets = NULL;
+    size_t n = 0;
+    mp_err err = { 0 };
+    /* last axis fastest: point 5 = (b c.csv, 3, [4, 2]) */
+    assert_int_equal(mp_config_sweep_point(s, 5, &sets, &n, &err), MP_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(sets[0], "testload.path='b c.csv'");
+    assert_string_equal(sets[1], "seed=3");
+    assert_string_equal(sets[2], "testload.hidden=[4, 2]");
+    for (size_t i = 0; i < n; i++) mp_free(sets[i]);
+    mp_free(sets);
+    assert_int_equal(mp_config_sweep_point(s, 6, &sets, &n, &err), MP_E_USAGE);
+    mp_spec_free(s);
+    expect_fail(HEAD "sweep: [1, 2]\n", "p.yaml:5:8", "expected a mapping of KIND.param");
+    expect_fail(HEAD "sweep:\n  train.epochs: []\n", "p.yaml:6:17", "non-empty list");
+    expect_fail(HEAD "sweep:\n  epochs: [1]\n", "p.yaml:6:11", "must be KIND.param");
 }
 
 static void test_duplicate_keys(void **state) {
@@ -1081,6 +1109,7 @@ int main(void) {
         cmocka_unit_test(test_structure_errors),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_unknown_top_key),
+        cmocka_unit_test(test_sweep_grid),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_anchors_refused),
         cmocka_unit_test(test_stage_kind_errors),
