@@ -8,16 +8,20 @@
  */
 #include "mp.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "csv.h"
 #include "docs.h"
 #include "exec.h"
 #include "predict.h"
 #include "registry.h"
+#include "report.h"
 #include "rundb.h"
+#include "serve.h"
 
 static const char usage_text[] =
     "usage: mlpipe [--quiet|--verbose] [--log-format text|json] COMMAND ...\n"
@@ -30,11 +34,19 @@ static const char usage_text[] =
     "                           check a pipeline (file:line:col errors); run nothing\n"
     "  stages [NAME] [--markdown] [--plugin SO]...\n"
     "                           list stage modules, or one module's parameters\n"
-    "  runs list [--pipeline P] [--status S] [--limit N] [--json] [--db PATH]\n"
-    "  runs show RUN|last [--json] [--db PATH]\n"
+    "  runs list [--pipeline P] [--status S] [--since T] [--where EXPR] [--sort [-]KEY]\n"
+    "            [--limit N] [--columns K,...] [--format table|csv|json] [--db PATH]\n"
+    "  runs show|compare|best|metrics|export|delete|gc ... (see 'mlpipe runs help')\n"
     "                           query the run database\n"
-    "  predict MODEL INPUT [-o OUT] [--proba] [--delimiter C] [--plugin SO]...\n"
+    "  report RUN [RUN...] [-o FILE.html] [--db PATH]\n"
+    "                           runs, learning curves and confusion matrices as one HTML file\n"
+    "  predict MODEL INPUT [-o OUT] [--proba] [--format csv|jsonl] [--delimiter C]\n"
+    "          [--plugin SO]...\n"
     "                           predict the rows of a CSV file ('-' = stdin/stdout)\n"
+    "  serve MODEL [--host ADDR] [--port N] [--threads N] [--max-body BYTES]\n"
+    "          [--plugin SO]...\n"
+    "                           serve predictions over HTTP: POST /predict, GET /healthz,\n"
+    "                           /metadata, /metrics (port 0 = any free port)\n"
     "  version                  print the version\n"
     "\n"
     "The run database is --db PATH, else $MLPIPE_DB, else ./mlpipe.db.\n"
@@ -84,6 +96,8 @@ int main(int argc, char **argv) {
     bool markdown = false, proba = false;
     long sweep_index = -1, jobs = 1;
     char delimiter = 0;
+    /* predict --format, and serve's options: checked by their command below */
+    const char *format = NULL, *host = NULL, *port = NULL, *threads = NULL, *max_body = NULL;
     int rc = MP_EXIT_OK;
     mp_err err = { 0 };
 
@@ -116,7 +130,13 @@ int main(int argc, char **argv) {
             if (strcmp(a, "--log-format") == 0) log_format = next;
             else if (strcmp(a, "--db") == 0) db = next;
             else if (strcmp(a, "-o") == 0) out_path = next;
-            else if (strcmp(a, "--delimiter") == 0) delimiter = next[0];
+            else if (strcmp(a, "--delimiter") == 0) {
+                if (!mp_csv_parse_delimiter(next, &delimiter)) {
+                    rc = usage_error("invalid --delimiter '%s' (one character, or tab, "
+                                     "semicolon, comma, pipe, space)", next);
+                    goto out;
+                }
+            }
             else if (strcmp(a, "--sweep-index") == 0 || strcmp(a, "-j") == 0 ||
                      strcmp(a, "--jobs") == 0) {
                 bool is_index = strcmp(a, "--sweep-index") == 0;
@@ -131,6 +151,17 @@ int main(int argc, char **argv) {
                 else jobs = v;
             }
             else if (strv_push(strcmp(a, "--set") == 0 ? &sets : &plugins, argv[i]) != 0) goto oom;
+        } else if (!runs_cmd && (strcmp(a, "--format") == 0 || strcmp(a, "--host") == 0 ||
+                                 strcmp(a, "--port") == 0 || strcmp(a, "--threads") == 0 ||
+                                 strcmp(a, "--max-body") == 0)) {
+            if (!next) {
+                rc = usage_error("option '%s' needs a value", a);
+                goto out;
+            }
+            i++;
+            const char **dst = a[2] == 'f' ? &format : a[2] == 'h' ? &host : a[2] == 'p' ? &port
+                               : a[2] == 't' ? &threads : &max_body;
+            *dst = next;
         } else if (strncmp(a, "--set=", 6) == 0) {
             if (strv_push(&sets, argv[i] + 6) != 0) goto oom;
         } else if (!runs_cmd && strcmp(a, "--markdown") == 0) {
@@ -198,6 +229,9 @@ int main(int argc, char **argv) {
     } else if (strcmp(cmd, "runs") == 0) {
         mp_runs_main(db, (int)args.n, args.v, stdout, &err);
         rc = finish(&err);
+    } else if (strcmp(cmd, "report") == 0) {
+        mp_report_main(db, args.v, args.n, out_path, &err);
+        rc = finish(&err);
     } else if (strcmp(cmd, "predict") == 0) {
         if (args.n != 2) {
             rc = usage_error("'%s' takes MODEL and INPUT", cmd);
@@ -207,7 +241,34 @@ int main(int argc, char **argv) {
             mp_registry_load_plugin(plugins.v[i], &err);
         mp_predict_opts po = { .model_path = args.v[0], .input_path = args.v[1],
                                .output_path = out_path, .delimiter = delimiter, .proba = proba };
+        if (format && !mp_predict_parse_format(format, &po.format)) {
+            rc = usage_error("--format must be csv or jsonl, not '%s'", format);
+            goto out;
+        }
         if (err.code == MP_OK) mp_predict_main(&po, &err);
+        rc = finish(&err);
+    } else if (strcmp(cmd, "serve") == 0) {
+        /* Numbers are parsed here; their ranges are checked by mp_serve_main. */
+        long long n_port = 0, n_threads = 0;
+        mp_serve_opts so = { .host = host };
+        if (args.n != 1)
+            rc = usage_error("'%s' takes one MODEL file", cmd);
+        else if (port && (!mp_parse_long(port, &n_port) || n_port < INT_MIN || n_port > INT_MAX))
+            rc = usage_error("--port must be a number, not '%s'", port);
+        else if (threads && (!mp_parse_long(threads, &n_threads) || n_threads < 1 ||
+                             n_threads > INT_MAX))
+            rc = usage_error("--threads must be a positive number, not '%s'", threads);
+        else if (max_body && !mp_serve_parse_size(max_body, &so.max_body))
+            rc = usage_error("--max-body must be a size in bytes such as 1048576 or 1m, not "
+                             "'%s'", max_body);
+        if (rc != MP_EXIT_OK) goto out;
+        so.model_path = args.v[0];
+        so.port = (int)n_port;
+        so.threads = (int)n_threads;
+        for (size_t i = 0; i < plugins.n && err.code == MP_OK; i++)
+            mp_registry_load_plugin(plugins.v[i], &err);
+        install_signals();      /* the first signal stops serve gracefully */
+        if (err.code == MP_OK) mp_serve_main(&so, &err);
         rc = finish(&err);
     } else if (strcmp(cmd, "version") == 0) {
         printf("mlpipe %s\n", MP_VERSION);
