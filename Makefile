@@ -17,7 +17,7 @@ CC      ?= cc
 # Debian packages the build, the tests and the demo need (checked by `make deps`).
 DEB_PKGS = gcc libc6-dev make pkg-config libyaml-dev libcsv-dev libopenblas-dev \
            libsqlite3-dev libcmocka-dev libjansson-dev libssl-dev libmicrohttpd-dev \
-           zlib1g-dev sqlite3 curl
+           zlib1g-dev sqlite3 curl dataset-fashion-mnist
 
 PKGS     = yaml-0.1 sqlite3 openblas jansson libcrypto libmicrohttpd zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -50,6 +50,7 @@ UNITASAN_BIN  = $(addprefix build/unit-asan/,$(UNIT_NAMES))
 .PHONY: all deps demo test test-run unit unit-asan e2e e2e-asan asan plugins bench \
         install clean image-test check-deps
 .DEFAULT_GOAL := all
+.SECONDARY:            # keep test objects between runs
 
 all: mlpipe
 
@@ -144,6 +145,12 @@ e2e-asan: build/asan/mlpipe plugins
 
 bench: deps mlpipe
 	bench/run.sh
+
+# The container image, built and run with podman (no Docker engine needed):
+# base image, build (with make test inside), run, exit codes, SIGTERM, and the
+# CronJob's pod under `podman kube play`.  Steps: tests/image/run.sh.
+image-test:
+	tests/image/run.sh
 
 # ---------------------------------------------------------------- install
 
