@@ -5,8 +5,15 @@
 # Exits 1 with the reason when it cannot.
 dir=$(cd "$(dirname "$0")" && pwd)
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    # A fresh Debian 12 has neither; Debian's nodejs (18) and npm are enough.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "tests/k8s: installing Debian's nodejs and npm" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+    fi
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "tests/k8s: node and npm are required (Node.js >= 18) to validate the manifests;" >&2
-    echo "  they are not Debian packages on this machine kind; install Node.js 20 with npm" >&2
+    echo "  install them (Debian: apt-get install nodejs npm) and run the tests again" >&2
     exit 1
 fi
 major=$(node -p 'process.versions.node.split(".")[0]')
