@@ -819,13 +819,15 @@ static void take_chunk(server *s, request *rq, const char *data, size_t n) {
     rq->len += n;
 }
 
-/* Copies the URL path for logs: at most sizeof - 1 bytes, no control bytes
- * or blanks (they would break the key=value log line). */
+/* Copies the URL path (already %-decoded) for logs: at most size - 1
+ * bytes, printable ASCII only, other bytes as '?'.  Blanks would break the
+ * key=value log line, and bytes that are not UTF-8 would make the JSON log
+ * writer drop the message. */
 static void copy_path(char *dst, size_t size, const char *url) {
     size_t i = 0;
     for (; url[i] && i + 1 < size; i++) {
         unsigned char ch = (unsigned char)url[i];
-        dst[i] = ch <= 0x20 || ch == 0x7f || ch == '"' ? '?' : (char)ch;
+        dst[i] = ch <= 0x20 || ch >= 0x7f || ch == '"' ? '?' : (char)ch;
     }
     dst[i] = '\0';
 }

@@ -1027,8 +1027,10 @@ static void test_lost_runs(void **state) {
     out = runs_ok(f->path, "show", "2", NULL);
     char line[256];
     assert_non_null(strstr(out, "run 2  p  lost"));
-    assert_non_null(strstr(line_with(out, "  lost ", line, sizeof line),
-                           "no heartbeat for 10m00s (lost after 300s)"));
+    /* 10m00s, or a few seconds more on a slow machine */
+    line_with(out, "  lost ", line, sizeof line);
+    assert_non_null(strstr(line, "no heartbeat for 10m0"));
+    assert_non_null(strstr(line, "s (lost after 300s)"));
     libc_free(out);
     out = runs_ok(f->path, "show", "3", "--json", NULL);
     json_error_t jerr;
@@ -1036,7 +1038,7 @@ static void test_lost_runs(void **state) {
     assert_non_null(o);
     assert_string_equal(json_string_value(json_object_get(o, "status")), "lost");
     assert_non_null(strstr(json_string_value(json_object_get(o, "lost_reason")),
-                           "on this host) is gone; last heartbeat 1m00s ago"));
+                           "on this host) is gone; last heartbeat 1m0"));
     json_decref(o);
     libc_free(out);
 
@@ -1074,15 +1076,17 @@ static void test_heartbeat_thread(void **state) {
     check(mp_rundb_run_begin(db, &info, &id, &err), &err);
     mp_rundb_beat *beat = NULL;
     check(mp_rundb_beat_start(f->path, id, 0.02, &beat, &err), &err);
-    struct timespec pause = { 0, 150 * 1000000L };
-    nanosleep(&pause, NULL);
     /* while the thread beats, the run's own writes go on */
     mp_metric_row row = { "train.loss", 1, 0, 0 };
     check(mp_rundb_metrics(db, id, &row, 1, &err), &err);
+    /* the heartbeat moves on with no write of ours (within 10 s, for a busy machine) */
+    const char *moved = "SELECT (julianday(heartbeat) - julianday(started)) * 86400000 >= 200"
+                        " FROM runs";
+    struct timespec pause = { 0, 20 * 1000000L };
+    for (int i = 0; i < 500 && raw_int(f->path, moved) == 0; i++) nanosleep(&pause, NULL);
+    assert_int_equal(raw_int(f->path, moved), 1);
     mp_rundb_beat_stop(beat);
     mp_rundb_beat_stop(NULL);
-    assert_int_equal(raw_int(f->path, "SELECT (julianday(heartbeat) - julianday(started))"
-                                      " * 86400000 >= 50 FROM runs"), 1);
     check(mp_rundb_run_end(db, id, "finished", 0, NULL, NULL, &err), &err);
     mp_rundb_close(db);
     /* a database that cannot be opened */
