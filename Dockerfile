@@ -16,7 +16,6 @@ ARG BASE=debian:bookworm-slim
 
 # ---------------------------------------------------------------- build
 FROM ${BASE} AS build
-ARG RUN_TESTS=1
 ENV DEBIAN_FRONTEND=noninteractive
 # `make deps` installs the Makefile's DEB_PKGS; keep it from pulling recommends.
 RUN printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
@@ -28,6 +27,7 @@ WORKDIR /src
 COPY Makefile ./
 RUN make deps && rm -rf /var/lib/apt/lists/*
 COPY . .
+ARG RUN_TESTS=1
 # A green image is a tested binary: unit + e2e, plain and under ASan+UBSan.
 # The manifest validation (tests/e2e/t_k8s.sh) needs Node.js and the npm
 # registry; it runs in the host's `make test`, not here.
@@ -40,18 +40,6 @@ RUN if [ "$RUN_TESTS" = 1 ]; then \
 
 # ---------------------------------------------------------------- runtime
 FROM ${BASE}
-ARG BASE
-ARG VERSION=0.1.0
-ARG SOURCE=
-ARG REVISION=
-ARG LICENSES=NOASSERTION
-LABEL org.opencontainers.image.title="mlpipe" \
-      org.opencontainers.image.description="Container-native ML pipeline runner: runs YAML pipelines (load, split, transform, train, evaluate, export) and records every run in SQLite" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="${LICENSES}" \
-      org.opencontainers.image.base.name="${BASE}"
 
 # Runtime libraries only (the -dev packages stay in the build stage).
 RUN apt-get update -qq \
@@ -74,6 +62,21 @@ COPY --from=build /src/examples /usr/share/mlpipe/examples
 RUN if ldd /usr/local/bin/mlpipe | grep 'not found'; then \
         echo "mlpipe: missing runtime libraries (above)" >&2; exit 1; fi \
     && mlpipe --version
+
+# Labels last: their values (version, revision) change often and would
+# otherwise invalidate the cached layers above.
+ARG BASE
+ARG VERSION=0.1.0
+ARG SOURCE=
+ARG REVISION=
+ARG LICENSES=NOASSERTION
+LABEL org.opencontainers.image.title="mlpipe" \
+      org.opencontainers.image.description="Container-native ML pipeline runner: runs YAML pipelines (load, split, transform, train, evaluate, export) and records every run in SQLite" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="${LICENSES}" \
+      org.opencontainers.image.base.name="${BASE}"
 
 USER 10001:10001
 WORKDIR /data
