@@ -211,6 +211,7 @@ static int run_one(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *e
     sink sk = { 0 };
     mp_ctx ctx = { 0 };
     long long run = 0;
+    mp_rundb_beat *beat = NULL;
     *run_id = 0;
 
     if (mp_exec_prepare(o, &spec, &st, err) != MP_OK) return err->code;
@@ -224,6 +225,11 @@ static int run_one(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *e
                          .seed = spec->seed };
     if (mp_rundb_run_begin(db, &info, &run, err) != MP_OK) goto out;
     *run_id = run;
+    /* A stage can run for minutes without a metric; the heartbeat thread keeps
+     * the run from looking lost meanwhile. */
+    mp_err be = { 0 };
+    if (mp_rundb_beat_start(o->db_path, run, MP_RUNDB_BEAT_SECONDS, &beat, &be) != MP_OK)
+        mp_log(MP_LOG_WARN, "run %lld: no heartbeat thread: %s", run, be.msg);
     char run_str[32];
     snprintf(run_str, sizeof run_str, "%lld", run);
     mp_log_set_context(run_str, NULL);
@@ -302,6 +308,8 @@ static int run_one(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *e
     mp_dataset_free(raw_train);
 
 record:;
+    mp_rundb_beat_stop(beat);
+    beat = NULL;
     char etext[1024] = "";
     if (err->code != MP_OK) err_text(err, etext, sizeof etext);
     int code = mp_exit_code(err);
@@ -324,6 +332,7 @@ record:;
         json_decref(sum);
     }
 out:
+    mp_rundb_beat_stop(beat);
     mp_log_set_context(NULL, NULL);
     ctx_release(&ctx);
     sink_release(&sk);
