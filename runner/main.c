@@ -249,7 +249,7 @@ int main(int argc, char **argv) {
         rc = finish(&err);
     } else if (strcmp(cmd, "serve") == 0) {
         /* Numbers are parsed here; their ranges are checked by mp_serve_main. */
-        long long n_port = 0, n_threads = 0;
+        long long n_port = MP_SERVE_DEFAULT_PORT, n_threads = 0;
         mp_serve_opts so = { .host = host };
         if (args.n != 1)
             rc = usage_error("'%s' takes one MODEL file", cmd);

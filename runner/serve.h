@@ -28,6 +28,7 @@ typedef struct mp_serve_opts {
 } mp_serve_opts;
 
 #define MP_SERVE_MAX_THREADS 64   /* OpenBLAS keeps a buffer per calling thread */
+#define MP_SERVE_DEFAULT_PORT 8080  /* the CLI's --port when none is given */
 
 /*
  * Loads the model and serves it until SIGINT or SIGTERM (mp_cancel_signal,
