@@ -705,8 +705,8 @@ static int count_value(parser *p, const token *t) {
  * them pass, every run is probed (some 50 ms).  So it is preceded by
  *   +r.id IN (SELECT f.run FROM metrics f WHERE f.key = K AND f.step IS NULL
  *             AND f.value OP V)
- * a list SQLite builds once from the metrics_final index, touching only the
- * matching rows; a run not in it is passed over without a probe.  The "+"
+ * a list SQLite builds once from the covering index metrics_final, reading
+ * only the matching index entries; a run not in it is passed over without a probe.  The "+"
  * keeps SQLite from driving the whole query by that list (looking up each
  * listed run, then sorting them all): runs are still read newest first, so
  * `--limit 20` stops after 20 matches when matches are common.
