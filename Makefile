@@ -62,6 +62,14 @@ build/asan/mlpipe: $(ASAN_OBJ)
 
 asan: build/asan/mlpipe
 
+# Elementwise loops that no BLAS call expresses (the Adam update) are built to
+# vectorise: sqrtf without errno, and the full vectoriser cost model instead
+# of -O2's "very cheap" one, which leaves loops of unknown length scalar.
+VEC_FILES  = stages/optim.c
+VEC_CFLAGS = -fno-math-errno -fvect-cost-model=dynamic
+$(foreach v,rel asan unit unit-asan,$(patsubst %.c,build/$(v)/%.o,$(VEC_FILES))): \
+    ALL_CFLAGS += $(VEC_CFLAGS)
+
 build/rel/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC  $@"

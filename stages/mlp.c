@@ -20,12 +20,13 @@
  * All scratch lives in one mp_mlp_work allocated once per training run; the
  * mini-batch rows are gathered into one contiguous buffer.
  *
- * Where the time goes (Fashion-MNIST 784-512-10, batch 32, one thread): the
- * forward and dW sgemm calls of the first layer (~26 MFLOP each) take about
- * half, the Adam update of the 407k parameters (stages/optim.c) most of the
- * rest.  Neither parallelises well through OpenBLAS' own threads at this
- * batch size, so the stage runs its own small team of threads that split
- * every layer by units; see "team" below.
+ * Where the time goes (Fashion-MNIST 784-512-10, batch 32, one thread, by
+ * perf): the sgemm calls, mostly the forward and dW products of the first
+ * layer (~26 MFLOP each), take about two thirds, the Adam update of the 407k
+ * parameters (stages/optim.c, vector code) about a sixth, the activations
+ * and the batch gathering the rest.  Neither parallelises well through
+ * OpenBLAS' own threads at this batch size, so the stage runs its own small
+ * team of threads that split every layer by units; see "team" below.
  *
  * Targets.  The stage table says MP_TASK_CLASSIFICATION, so the executor
  * turns a numeric target into classes right after loading (named by their
@@ -261,7 +262,7 @@ static size_t argmax(const float *r, size_t k) {
  * Training threads.  Two cores and a mini-batch of 32 rows leave OpenBLAS'
  * own threading little to work with (it splits each call and hands off
  * through its queue: measured slower than one thread here), and the Adam
- * update, a third of a step, is not a BLAS call at all.  So the network is
+ * update, a sixth of a step, is not a BLAS call at all.  So the network is
  * split instead: every layer's units are shared out in contiguous slices
  * (see share), and each member of a small team runs single-threaded sgemm
  * calls on its own slices -- the forward rows of W_l, the rows of dW_l, the
