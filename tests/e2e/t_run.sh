@@ -127,3 +127,98 @@ test_cross_validation_rows_and_repeatable() {
     expect_exit 2 || return 1
     expect_err "cv_folds" || return 1
 }
+
+# cv_folds on `evaluate: regression`: the shipped randhie pipeline with five
+# folds gives five fold rows of every metric, the mean and std as final
+# figures, repeatably; regression offers no cv_stratified (no classes).
+test_cross_validation_regression() {
+    run_ml run pipelines/randhie-linreg.yaml --db "$DB" --set evaluate.cv_folds=5
+    expect_exit 0 || return 1
+    expect_err "evaluate: cv.r2 = " || return 1
+    local m
+    for m in mse rmse mae r2 explained_variance; do
+        sql_eq "SELECT group_concat(step) FROM (SELECT step FROM metrics WHERE key = 'cv.$m' AND step IS NOT NULL ORDER BY step)" "1,2,3,4,5" || return 1
+        sql_eq "SELECT count(*) FROM metrics WHERE key = 'cv.$m.std' AND step IS NULL" "1" || return 1
+        sql_eq "SELECT abs(m.value - (SELECT avg(value) FROM metrics WHERE key = 'cv.$m' AND step IS NOT NULL)) < 1e-9 FROM metrics m WHERE m.key = 'cv.$m' AND m.step IS NULL" "1" || return 1
+    done
+    # about the test split's figures (test R^2 0.076 on this data)
+    sql_eq "SELECT value > 0.03 AND value < 0.12 FROM metrics WHERE key = 'cv.r2' AND step IS NULL" "1" || return 1
+    sql_eq "SELECT abs(value - (SELECT value FROM metrics WHERE key = 'test.mse')) < 3 FROM metrics WHERE key = 'cv.mse' AND step IS NULL" "1" || return 1
+    # mlpipe runs show --json has them too, the folds as history
+    run_ml runs show 1 --json --db "$DB"
+    expect_exit 0 || return 1
+    [ "$(jq -r '.metrics["cv.rmse.std"] > 0' "$T/out")" = true ] || fail "no cv.rmse.std in runs show --json" || return 1
+    [ "$(jq -c '.history["cv.mae"].steps' "$T/out")" = "[1,2,3,4,5]" ] \
+        || fail "cv.mae history: $(jq -c '.history["cv.mae"]' "$T/out")" || return 1
+    # seeded folds: the same figures again
+    run_ml run pipelines/randhie-linreg.yaml --db "$DB" --set evaluate.cv_folds=5
+    sql_eq "SELECT count(DISTINCT value), count(*) FROM metrics WHERE key = 'cv.mae' AND step = 4" "1|2" || return 1
+    # config errors name the place
+    run_ml validate pipelines/randhie-linreg.yaml --set evaluate.cv_stratified=true
+    expect_exit 2 || return 1
+    expect_err "unknown parameter 'cv_stratified' for evaluate: regression" || return 1
+    sed 's/metrics: \[mse, rmse, mae, r2, explained_variance\]/&\n    cv_folds: 1/' \
+        pipelines/randhie-linreg.yaml >"$T/cv1.yaml"
+    run_ml validate "$T/cv1.yaml"
+    expect_exit 2 || return 1
+    expect_err "$T/cv1.yaml:18:5: cv_folds must be 0 (no cross-validation) or at least 2" || return 1
+    sed 's/cv_folds: 1/cv_folds: 101/' "$T/cv1.yaml" >"$T/cv101.yaml"
+    run_ml validate "$T/cv101.yaml"
+    expect_exit 2 || return 1
+    expect_err "$T/cv101.yaml:20:15: cv_folds must be in [0, 100], got 101" || return 1
+    # more folds than training rows: the run fails at the evaluate stage
+    cat >"$T/tiny.yaml" <<YAML
+version: 1
+stages:
+  - load: synthetic
+    kind: regression
+    n_samples: 20
+    n_features: 3
+  - train: linear_regression
+  - evaluate: regression
+    cv_folds: 30
+YAML
+    run_ml run "$T/tiny.yaml" --db "$DB"
+    expect_exit 1 || return 1
+    expect_err "cannot make 30 folds of 20 rows" || return 1
+}
+
+# cv_folds on `evaluate: clustering`: k-means on iris (labels for the
+# adjusted Rand index), folds stratified by species when asked.
+test_cross_validation_kmeans() {
+    cat >"$T/km.yaml" <<YAML
+version: 1
+name: iris-kmeans
+stages:
+  - load: csv
+    path: examples/data/iris.csv
+    target: species
+  - transform: standardize
+  - train: kmeans
+    k: 3
+  - evaluate: clustering
+YAML
+    run_ml run "$T/km.yaml" --db "$DB" --set evaluate.cv_folds=5
+    expect_exit 0 || return 1
+    local m
+    for m in inertia silhouette adjusted_rand; do
+        sql_eq "SELECT group_concat(step) FROM (SELECT step FROM metrics WHERE key = 'cv.$m' AND step IS NOT NULL ORDER BY step)" "1,2,3,4,5" || return 1
+        sql_eq "SELECT count(*) FROM metrics WHERE key = 'cv.$m.std' AND step IS NULL" "1" || return 1
+        sql_eq "SELECT abs(m.value - (SELECT avg(value) FROM metrics WHERE key = 'cv.$m' AND step IS NOT NULL)) < 1e-9 FROM metrics m WHERE m.key = 'cv.$m' AND m.step IS NULL" "1" || return 1
+    done
+    sql_ge "SELECT value FROM metrics WHERE key = 'cv.adjusted_rand' AND step IS NULL" 0.3 || return 1
+    sql_ge "SELECT value FROM metrics WHERE key = 'cv.silhouette' AND step IS NULL" 0.3 || return 1
+    # the held-out folds' inertias add up to about the training rows' figure
+    sql_eq "SELECT (SELECT sum(value) FROM metrics WHERE key = 'cv.inertia' AND step IS NOT NULL) BETWEEN 0.9 * value AND 1.5 * value FROM metrics WHERE key = 'train.inertia' AND step IS NULL" "1" || return 1
+    # the folds' own k-means history is not recorded: one train.final_inertia
+    sql_eq "SELECT count(*) FROM metrics WHERE key = 'train.final_inertia'" "1" || return 1
+    # stratified folds are another seeded assignment: other figures, repeatably
+    run_ml run "$T/km.yaml" --db "$DB" --set evaluate.cv_folds=5 --set evaluate.cv_stratified=true
+    expect_exit 0 || return 1
+    run_ml run "$T/km.yaml" --db "$DB" --set evaluate.cv_folds=5 --set evaluate.cv_stratified=true
+    sql_eq "SELECT count(DISTINCT value) FROM metrics WHERE key = 'cv.inertia' AND step = 2 AND run IN (2, 3)" "1" || return 1
+    sql_eq "SELECT count(DISTINCT value) FROM metrics WHERE key = 'cv.inertia' AND step = 2" "2" || return 1
+    run_ml validate "$T/km.yaml" --set evaluate.cv_folds=1
+    expect_exit 2 || return 1
+    expect_err "cv_folds must be 0 (no cross-validation) or at least 2" || return 1
+}

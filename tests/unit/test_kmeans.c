@@ -465,11 +465,22 @@ static void test_errors(void **state) {
 
 /* ---------------------------------------------------------------- evaluate */
 
-static int run_eval(mp_ctx *ctx, const char *const *metrics, size_t n, int sample, mp_err *err) {
-    struct { mp_str_list metrics; int silhouette_sample; } conf = {
-        { .v = (char **)metrics, .n = n }, sample };
-    mp_stage st = { .ops = &mp_stage_eval_clustering, .conf = &conf, .name = "evaluate" };
+/* Mirrors eval_conf in stages/eval_clustering.c. */
+typedef struct eval_conf {
+    mp_str_list metrics;
+    int         silhouette_sample;
+    int         cv_folds;
+    bool        cv_stratified;
+} eval_conf;
+
+static int run_eval_conf(mp_ctx *ctx, eval_conf *conf, mp_err *err) {
+    mp_stage st = { .ops = &mp_stage_eval_clustering, .conf = conf, .name = "evaluate" };
     return mp_stage_eval_clustering.run(&st, ctx, err);
+}
+
+static int run_eval(mp_ctx *ctx, const char *const *metrics, size_t n, int sample, mp_err *err) {
+    eval_conf conf = { { .v = (char **)metrics, .n = n }, sample, 0, false };
+    return run_eval_conf(ctx, &conf, err);
 }
 
 static void test_evaluate_clustering(void **state) {
@@ -567,6 +578,215 @@ static void test_evaluate_alloc_failures(void **state) {
         assert_true(nth < 100);
     }
     assert_true(failures >= 10);
+    ctx_release(&ctx);
+}
+
+/* ---------------------------------------------------------------- cross-validation */
+
+/* The fold rows of key in fold order (steps 1, 2, ...); returns their count. */
+static int cap_folds(const char *key, double *v, int max) {
+    int k = 0;
+    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
+        if (strcmp(cap.key[i], key) == 0 && cap.step[i] >= 0) {
+            if (k < max) {
+                assert_int_equal(cap.step[i], k + 1);
+                v[k] = cap.value[i];
+            }
+            k++;
+        }
+    return k;
+}
+
+/* cv.<name> (final) is the mean of the fold rows, cv.<name>.std their
+ * population standard deviation; the fold values go to v. */
+static void assert_mean_std(const char *name, int folds, double *v) {
+    char key[64];
+    double mean = 0, sd = 0, got_mean = 0, got_sd = 0;
+    snprintf(key, sizeof key, "cv.%s", name);
+    assert_int_equal(cap_folds(key, v, folds), folds);
+    for (int f = 0; f < folds; f++) mean += v[f] / folds;
+    for (int f = 0; f < folds; f++) sd += (v[f] - mean) * (v[f] - mean) / folds;
+    sd = sqrt(sd);
+    int finals = 0;
+    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
+        if (strcmp(cap.key[i], key) == 0 && cap.step[i] < 0) {
+            finals++;
+            got_mean = cap.value[i];
+        }
+    assert_int_equal(finals, 1);
+    snprintf(key, sizeof key, "cv.%s.std", name);
+    assert_int_equal(cap_count(key, &got_sd), 1);
+    assert_near(got_mean, mean, 1e-9 * (1 + fabs(mean)));
+    assert_near(got_sd, sd, 1e-9 * (1 + sd));
+}
+
+/* cv_folds: k-means re-runs on each fold of the raw training rows (the
+ * host's copy) and scores the held-out rows.  On well-separated blobs every
+ * fold finds the blobs, so each fold's adjusted Rand index is 1, and the
+ * folds' inertias add up to about the inertia of all rows around their
+ * blob means (each fold's centers are near those means). */
+static void test_evaluate_cross_validation(void **state) {
+    (void)state;
+    enum { N = 300, D = 2, K = 3, F = 5 };
+    mp_dataset *raw = blobs(N, D, K, 0.5, true, 30);
+    mp_ctx ctx = ctx_for(mp_dataset_copy(raw, &(mp_err){ 0 }));
+    assert_non_null(ctx.train);
+    kmeans_conf kc = conf_default(K);
+    mp_stage stages[2] = {
+        { .ops = &mp_stage_kmeans, .conf = &kc, .name = "train" },
+        { .ops = &mp_stage_eval_clustering, .name = "evaluate" },
+    };
+    mp_host h = host;
+    h.stages = stages;
+    h.n_stages = 2;
+    h.raw_train = raw;
+    ctx.host = &h;
+    mp_err err = { 0 };
+    assert_int_equal(run_stage(&ctx, &kc, &err), MP_OK);
+
+    static const char *const all[] = { "inertia", "silhouette", "adjusted_rand" };
+    for (int strat = 0; strat <= 1; strat++) {
+        eval_conf conf = { { .v = (char **)all, .n = 3 }, 5000, F, strat };
+        memset(&cap, 0, sizeof cap);
+        assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_OK);
+        /* train.* (no test split), then cv.*: the folds' own history is dropped. */
+        for (int i = 0; i < cap.n; i++)
+            if (strncmp(cap.key[i], "cv.", 3) != 0 && strncmp(cap.key[i], "train.", 6) != 0)
+                fail_msg("unexpected metric row '%s'", cap.key[i]);
+        assert_int_equal(cap_count("train.final_inertia", NULL), 0);
+        double inertia[F], sil[F], ari[F], sum = 0;
+        assert_mean_std("inertia", F, inertia);
+        assert_mean_std("silhouette", F, sil);
+        assert_mean_std("adjusted_rand", F, ari);
+        for (int f = 0; f < F; f++) {
+            sum += inertia[f];
+            assert_near(ari[f], 1.0, 1e-12);
+            assert_true(sil[f] > 0.9 && sil[f] < 1.0);
+        }
+        double own = brute_inertia(&raw->X, K);
+        assert_true(sum >= own && sum < own * 1.05);
+    }
+    /* Seeded folds: the same figures twice. */
+    eval_conf conf = { { .v = (char **)all, .n = 1 }, 5000, 4, false };
+    memset(&cap, 0, sizeof cap);
+    assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_OK);
+    capture first = cap;
+    memset(&cap, 0, sizeof cap);
+    assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_OK);
+    assert_int_equal(cap.n, first.n);
+    for (int i = 0; i < cap.n; i++) assert_true(cap.value[i] == first.value[i]);
+
+    /* Without labels adjusted_rand is left out of the folds too. */
+    mp_dataset *unlabelled = blobs(N, D, K, 0.5, false, 30);
+    h.raw_train = unlabelled;
+    conf = (eval_conf){ { .v = (char **)all, .n = 3 }, 5000, 3, true };
+    memset(&cap, 0, sizeof cap);
+    assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_OK);
+    assert_int_equal(cap_count("cv.adjusted_rand", NULL), 0);
+    assert_int_equal(cap_count("cv.inertia", NULL), 3 + 1);
+    h.raw_train = raw;
+
+    /* Errors: more folds than rows, no raw copy, a failing sink. */
+    conf.cv_folds = N + 1;
+    err = (mp_err){ 0 };
+    assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_E_DATA);
+    if (!strstr(err.msg, "cannot make 301 folds of 300 rows")) fail_msg("%s", err.msg);
+    conf.cv_folds = 3;
+    h.raw_train = NULL;
+    err = (mp_err){ 0 };
+    assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_E_DATA);
+    h.raw_train = raw;
+    for (int at = 4; at <= 6; at++) {   /* the three train.* rows, then cv rows */
+        memset(&cap, 0, sizeof cap);
+        cap.fail_at = at;
+        err = (mp_err){ 0 };
+        assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_E_DB);
+    }
+    /* cv_folds: 1 is a config error (the runner adds the file:line:col). */
+    conf.cv_folds = 1;
+    err = (mp_err){ 0 };
+    assert_non_null(mp_stage_eval_clustering.check);
+    assert_int_equal(mp_stage_eval_clustering.check(&conf, &err), MP_E_CONFIG);
+    if (!strstr(err.msg, "cv_folds must be 0")) fail_msg("%s", err.msg);
+    conf.cv_folds = 0;
+    err = (mp_err){ 0 };
+    assert_int_equal(mp_stage_eval_clustering.check(&conf, &err), MP_OK);
+    ctx_release(&ctx);
+    mp_dataset_free(raw);
+    mp_dataset_free(unlabelled);
+}
+
+static void test_evaluate_cv_alloc_failures(void **state) {
+    (void)state;
+    mp_dataset *raw = blobs(60, 2, 3, 0.5, true, 31);
+    mp_ctx ctx = ctx_for(mp_dataset_copy(raw, &(mp_err){ 0 }));
+    assert_non_null(ctx.train);
+    kmeans_conf kc = conf_default(3);
+    mp_stage stages[1] = { { .ops = &mp_stage_kmeans, .conf = &kc, .name = "train" } };
+    mp_host h = host;
+    h.stages = stages;
+    h.n_stages = 1;
+    h.raw_train = raw;
+    ctx.host = &h;
+    mp_err err = { 0 };
+    assert_int_equal(run_stage(&ctx, &kc, &err), MP_OK);
+    static const char *const all[] = { "inertia", "silhouette", "adjusted_rand" };
+    eval_conf conf = { { .v = (char **)all, .n = 3 }, 20, 3, true };
+    int failures = 0;
+    for (long nth = 1;; nth++) {
+        err = (mp_err){ 0 };
+        mp_mem_fail_after(nth);
+        int rc = run_eval_conf(&ctx, &conf, &err);
+        mp_mem_fail_after(0);
+        if (rc == MP_OK) break;
+        if (rc != MP_E_NOMEM) fail_msg("allocation %ld: code %d (%s)", nth, rc, err.msg);
+        failures++;
+        assert_true(nth < 2000);
+    }
+    assert_true(failures >= 20);
+    ctx_release(&ctx);
+    mp_dataset_free(raw);
+}
+
+/* ---------------------------------------------------------------- model file */
+
+/* A k-means model goes through the model file (runner/model.c) like any
+ * other: saved with its transforms, loaded back as task clustering, and
+ * mp_model_file_scores gives the cluster index of each raw row. */
+static void test_model_file_round_trip(void **state) {
+    (void)state;
+    enum { N = 120, D = 3, K = 4 };
+    mp_ctx ctx = ctx_for(blobs(N, D, K, 0.5, true, 32));
+    kmeans_conf c = conf_default(K);
+    mp_err err = { 0 };
+    assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
+    char dir[] = "/tmp/mp_test_kmeans_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/km.mlpm", dir);
+    assert_int_equal(mp_model_save(path, &ctx, NULL, NULL, &err), MP_OK);
+
+    mp_model_file *mf = NULL;
+    if (mp_model_load(path, &mf, &err) != MP_OK) fail_msg("load: %s", err.msg);
+    assert_int_equal(mf->model->task, MP_TASK_CLUSTERING);
+    assert_string_equal(mf->algorithm, "kmeans");
+    assert_int_equal(mf->n_features, D);
+    assert_int_equal(mf->n_classes, 0);
+    assert_null(mf->class_names);
+    assert_false(mf->model->has_proba);
+    mp_matrix X = { 0 }, scores = { 0 };
+    assert_int_equal(mp_matrix_init(&X, N, D, &err), MP_OK);
+    memcpy(X.data, ctx.train->X.data, (size_t)N * D * sizeof *X.data);
+    assert_int_equal(mp_model_file_scores(mf, &X, &scores, &err), MP_OK);
+    assert_int_equal(scores.n_cols, 1);
+    int *want = labels_of(ctx.model, &ctx.train->X);
+    for (size_t i = 0; i < N; i++) assert_true(scores.data[i] == (float)want[i]);
+    free(want);
+    mp_matrix_release(&X);
+    mp_matrix_release(&scores);
+    mp_model_file_free(mf);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
     ctx_release(&ctx);
 }
 
@@ -683,6 +903,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evaluate_clustering, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evaluate_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evaluate_cross_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evaluate_cv_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_file_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_load_predict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
     };

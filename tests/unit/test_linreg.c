@@ -621,10 +621,21 @@ static void test_cancelled_and_metric_failure(void **state) {
 
 /* ---------------------------------------------------------------- evaluate */
 
-static int run_eval(mp_ctx *ctx, const char *const *metrics, size_t n, mp_err *err) {
-    mp_str_list list = { .v = (char **)metrics, .n = n };
-    mp_stage st = { .ops = &mp_stage_eval_regression, .conf = &list, .name = "evaluate" };
+/* Mirrors eval_conf in stages/eval_regression.c. */
+typedef struct eval_conf {
+    mp_str_list metrics;
+    int         cv_folds;
+} eval_conf;
+
+static int run_eval_cv(mp_ctx *ctx, const char *const *metrics, size_t n, int folds,
+                       mp_err *err) {
+    eval_conf conf = { { .v = (char **)metrics, .n = n }, folds };
+    mp_stage st = { .ops = &mp_stage_eval_regression, .conf = &conf, .name = "evaluate" };
     return mp_stage_eval_regression.run(&st, ctx, err);
+}
+
+static int run_eval(mp_ctx *ctx, const char *const *metrics, size_t n, mp_err *err) {
+    return run_eval_cv(ctx, metrics, n, 0, err);
 }
 
 static void test_evaluate_regression(void **state) {
@@ -675,6 +686,141 @@ static void test_evaluate_regression(void **state) {
     err = (mp_err){ 0 };
     assert_int_equal(run_eval(&ctx, all, 5, &err), MP_E_DB);
     ctx_release(&ctx);
+}
+
+/* ---------------------------------------------------------------- cross-validation */
+
+extern const mp_stage_ops mp_stage_standardize;
+
+/* Mirrors standardize_conf in stages/scale.c. */
+typedef struct standardize_conf { bool with_mean, with_std; } standardize_conf;
+
+/* The fold rows of key in fold order; returns their count. */
+static int cap_folds(const char *key, double *v, int max) {
+    int k = 0;
+    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
+        if (strcmp(cap.key[i], key) == 0 && cap.step[i] >= 0) {
+            if (k < max) {
+                assert_int_equal(cap.step[i], k + 1);
+                v[k] = cap.value[i];
+            }
+            k++;
+        }
+    return k;
+}
+
+/* The final figure cv.<name> is the mean of its fold rows and cv.<name>.std
+ * their population standard deviation. */
+static void assert_mean_std(const char *name, int folds) {
+    char key[64];
+    double v[16], mean = 0, sd = 0, got_mean = 0, got_sd = 0;
+    snprintf(key, sizeof key, "cv.%s", name);
+    assert_int_equal(cap_folds(key, v, 16), folds);
+    for (int f = 0; f < folds; f++) mean += v[f] / folds;
+    for (int f = 0; f < folds; f++) sd += (v[f] - mean) * (v[f] - mean) / folds;
+    sd = sqrt(sd);
+    int finals = 0;
+    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
+        if (strcmp(cap.key[i], key) == 0 && cap.step[i] < 0) {
+            finals++;
+            got_mean = cap.value[i];
+        }
+    assert_int_equal(finals, 1);
+    snprintf(key, sizeof key, "cv.%s.std", name);
+    assert_int_equal(cap_count(key, &got_sd), 1);
+    assert_near(got_mean, mean, 1e-9 * (1 + fabs(mean)));
+    assert_near(got_sd, sd, 1e-9 * (1 + sd));
+}
+
+/* cv_folds: the transform and train stages re-run on each fold of the raw
+ * training rows (the host's copy), and cv.<metric> rows land at step =
+ * fold, with the mean and the std as final figures. */
+static void test_evaluate_cross_validation(void **state) {
+    (void)state;
+    const double w[] = { 1.0, -2.0, 0.5 };
+    mp_dataset *raw = linear_data(500, 3, w, 4.0, 0.5, 20);
+    for (size_t i = 0; i < 500; i++) MP_AT(&raw->X, i, 1) = 100.0f * MP_AT(&raw->X, i, 1) + 7.0f;
+    mp_ctx ctx = ctx_for(mp_dataset_copy(raw, &(mp_err){ 0 }));
+    assert_non_null(ctx.train);
+    ctx.test = linear_data(100, 3, w, 4.0, 0.5, 21);
+    linreg_conf lc = conf_default();
+    standardize_conf sc = { true, true };
+    mp_stage stages[3] = {
+        { .ops = &mp_stage_standardize, .conf = &sc, .name = "transform" },
+        { .ops = &mp_stage_linear_regression, .conf = &lc, .name = "train" },
+        { .ops = &mp_stage_eval_regression, .name = "evaluate" },
+    };
+    mp_host h = host;
+    h.stages = stages;
+    h.n_stages = 3;
+    h.raw_train = raw;
+    ctx.host = &h;
+    mp_err err = { 0 };
+    assert_int_equal(run_stage(&ctx, &lc, &err), MP_OK);
+
+    static const char *const all[] = { "mse", "rmse", "mae", "r2", "explained_variance" };
+    memset(&cap, 0, sizeof cap);
+    assert_int_equal(run_eval_cv(&ctx, all, 5, 5, &err), MP_OK);
+    /* Only test.* and cv.* rows: the folds' own training metrics are dropped. */
+    for (int i = 0; i < cap.n; i++)
+        if (strncmp(cap.key[i], "test.", 5) != 0 && strncmp(cap.key[i], "cv.", 3) != 0)
+            fail_msg("unexpected metric row '%s'", cap.key[i]);
+    for (size_t i = 0; i < 5; i++) assert_mean_std(all[i], 5);
+    double mse[5], rmse[5], r2[5], ev[5];
+    assert_int_equal(cap_folds("cv.mse", mse, 5), 5);
+    assert_int_equal(cap_folds("cv.rmse", rmse, 5), 5);
+    assert_int_equal(cap_folds("cv.r2", r2, 5), 5);
+    assert_int_equal(cap_folds("cv.explained_variance", ev, 5), 5);
+    for (int f = 0; f < 5; f++) {
+        assert_near(rmse[f], sqrt(mse[f]), 1e-12);
+        assert_near(mse[f], 0.25, 0.1);             /* 100 held-out rows: the noise variance */
+        assert_true(r2[f] > 0.9 && ev[f] >= r2[f] - 1e-3);    /* var(y) = 5.5 */
+    }
+    /* Seeded folds: the same figures again. */
+    capture first = cap;
+    memset(&cap, 0, sizeof cap);
+    assert_int_equal(run_eval_cv(&ctx, all, 5, 5, &err), MP_OK);
+    assert_int_equal(cap.n, first.n);
+    for (int i = 0; i < cap.n; i++) {
+        assert_string_equal(cap.key[i], first.key[i]);
+        assert_true(cap.value[i] == first.value[i]);
+    }
+    /* Another fold count. */
+    memset(&cap, 0, sizeof cap);
+    assert_int_equal(run_eval_cv(&ctx, all, 1, 3, &err), MP_OK);
+    assert_mean_std("mse", 3);
+
+    /* Too many folds, no train stage, no raw copy: MP_E_DATA, named. */
+    err = (mp_err){ 0 };
+    assert_int_equal(run_eval_cv(&ctx, all, 1, 501, &err), MP_E_DATA);
+    assert_msg_has(&err, "cannot make 501 folds of 500 rows");
+    h.n_stages = 1;
+    err = (mp_err){ 0 };
+    assert_int_equal(run_eval_cv(&ctx, all, 1, 5, &err), MP_E_DATA);
+    assert_msg_has(&err, "needs a train stage");
+    h.n_stages = 3;
+    h.raw_train = NULL;
+    err = (mp_err){ 0 };
+    assert_int_equal(run_eval_cv(&ctx, all, 1, 5, &err), MP_E_DATA);
+    h.raw_train = raw;
+    /* A failing sink fails the stage, during the folds or at the mean. */
+    for (int at = 2; at <= 4; at++) {
+        memset(&cap, 0, sizeof cap);
+        cap.fail_at = at;       /* test.mse, then the folds' rows and the final figures */
+        err = (mp_err){ 0 };
+        assert_int_equal(run_eval_cv(&ctx, all, 1, 2, &err), MP_E_DB);
+    }
+    /* cv_folds: 1 is a config error (the runner adds the file:line:col). */
+    eval_conf bad = { { .v = (char **)all, .n = 1 }, 1 };
+    err = (mp_err){ 0 };
+    assert_non_null(mp_stage_eval_regression.check);
+    assert_int_equal(mp_stage_eval_regression.check(&bad, &err), MP_E_CONFIG);
+    assert_msg_has(&err, "cv_folds must be 0");
+    bad.cv_folds = 2;
+    err = (mp_err){ 0 };
+    assert_int_equal(mp_stage_eval_regression.check(&bad, &err), MP_OK);
+    ctx_release(&ctx);
+    mp_dataset_free(raw);
 }
 
 /* ---------------------------------------------------------------- save / load */
@@ -810,6 +956,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancelled_and_metric_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evaluate_regression, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evaluate_cross_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_load_predict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
     };
