@@ -175,7 +175,7 @@ int mp_model_load(const char *path, mp_model_file **out, mp_err *err) {
                PLUGIN_HINT, path, mf->algorithm);
         goto fail;
     }
-    if (get_range(r, path, "task", MP_TASK_NONE, MP_TASK_REGRESSION, &task, err) != MP_OK ||
+    if (get_range(r, path, "task", MP_TASK_NONE, MP_TASK_CLUSTERING, &task, err) != MP_OK ||
         get_range(r, path, "n_features", 0, 1LL << 40, &n_features, err) != MP_OK ||
         get_range(r, path, "n_outputs", 1, 1LL << 40, &n_outputs, err) != MP_OK ||
         get_range(r, path, "has_proba", 0, 1, &has_proba, err) != MP_OK ||

@@ -432,6 +432,10 @@ static int writer_init(writer *w, const mp_model_file *mf, const mp_predict_opts
     if (is_classifier(mf) && mf->class_names && mf->n_classes != m->n_outputs)
         return MP_ERR(err, MP_E_PARSE, "'%s' has %zu class names for %zu model outputs",
                       o->model_path, mf->n_classes, m->n_outputs);
+    if (o->proba && m->task == MP_TASK_CLUSTERING)
+        return MP_ERR(err, MP_E_USAGE, "--proba: model '%s' (%s) is a clustering model: it "
+                      "predicts cluster ids, not class probabilities", o->model_path,
+                      mf->algorithm);
     if (o->proba && !(is_classifier(mf) && m->has_proba && mf->class_names))
         return MP_ERR(err, MP_E_USAGE, "--proba: model '%s' (%s) does not give class "
                       "probabilities", o->model_path, mf->algorithm);

@@ -695,6 +695,10 @@ static enum MHD_Result handle_predict(server *s, struct MHD_Connection *c, reque
             return reply_error(s, c, rq, MHD_HTTP_BAD_REQUEST, NULL,
                                "proba must be true or false, not '%.64s'", q);
     }
+    if (proba && mf->model->task == MP_TASK_CLUSTERING)
+        return reply_error(s, c, rq, MHD_HTTP_BAD_REQUEST, NULL,
+                           "proba=true: this model (%s) is a clustering model: it predicts "
+                           "cluster ids, not class probabilities", mf->algorithm);
     if (proba && !(mf->model->task == MP_TASK_CLASSIFICATION && mf->model->has_proba &&
                    s->names_json))
         return reply_error(s, c, rq, MHD_HTTP_BAD_REQUEST, NULL,

@@ -123,10 +123,10 @@ test_predict_regression() {
     expect_err "--proba: model '$m' (linear_regression) does not give class probabilities" || return 1
 }
 
-# Clustering models cannot be loaded yet: runner/model.c reads 'task' in
-# 0..2 and k-means models have task 3 (MP_TASK_CLUSTERING).  Rename to
-# test_predict_kmeans once the loader accepts them.
-pending_predict_kmeans() {
+# Clustering: cluster ids as integers, in CSV and JSON lines; the rows of a
+# file in another column order get the same ids; --proba is a usage error
+# (k-means gives no probabilities).
+test_predict_kmeans() {
     predict_train km "  - load: csv
     path: examples/data/iris.csv
     exclude: [species]
@@ -139,4 +139,17 @@ pending_predict_kmeans() {
     run_ml predict "$T/km.mlpm" examples/data/iris.csv --format jsonl
     [ "$(sort -u "$T/out" | tr '\n' ' ')" = '{"prediction": 0} {"prediction": 1} {"prediction": 2} ' ] \
         || fail "jsonl cluster ids: $(sort -u "$T/out" | head -3)" || return 1
+    diff <(sed 's/^{"prediction": \(.*\)}$/\1/' "$T/out") <(tail -n +2 "$T/km.csv") >/dev/null \
+        || fail "jsonl and csv cluster ids differ" || return 1
+    # iris is three species: the clusters follow them (setosa is one cluster alone)
+    [ "$(tail -n +2 examples/data/iris.csv | cut -d, -f5 | tr -d '\r' | paste -d' ' - <(tail -n +2 "$T/km.csv") \
+        | sort -u | grep -c '^setosa ')" -eq 1 ] || fail "setosa is split over clusters" || return 1
+    # columns in another order, the target dropped, from stdin
+    cut -d, -f1-4 examples/data/iris.csv | awk -F, -v OFS=, '{ print $3, $1, $4, $2 }' \
+        | "$MLPIPE" predict "$T/km.mlpm" - >"$T/out" 2>"$T/err"
+    cmp -s "$T/out" "$T/km.csv" || fail "reordered columns changed the cluster ids" || return 1
+    # no probabilities for a clustering model: a usage error that says why
+    run_ml predict "$T/km.mlpm" examples/data/iris.csv --proba
+    expect_exit 2 || return 1
+    expect_err "--proba: model '$T/km.mlpm' (kmeans) is a clustering model: it predicts cluster ids, not class probabilities" || return 1
 }

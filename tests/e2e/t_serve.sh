@@ -381,3 +381,52 @@ YAML
         || fail "no JSON access log line" || return 1
     serve_stop || return 1
 }
+
+# A k-means model: predictions are the cluster ids of `mlpipe predict`, as
+# JSON integers, from CSV and JSON bodies alike; proba=true is a 400 that
+# says why; /metadata names the task.
+test_serve_kmeans() {
+    cat >"$T/km.yaml" <<YAML
+version: 1
+name: km-serve
+stages:
+  - load: csv
+    path: examples/data/iris.csv
+    target: species
+  - transform: standardize
+  - train: kmeans
+    k: 3
+  - export: model
+    path: $T/km.mlpm
+YAML
+    "$MLPIPE" -q run "$T/km.yaml" --db "$DB" >/dev/null 2>&1 || fail "training failed" || return 1
+    "$MLPIPE" -q predict "$T/km.mlpm" examples/data/iris.csv -o "$T/batch.csv" \
+        || fail "predict failed" || return 1
+    tail -n +2 "$T/batch.csv" >"$T/want"
+    [ "$(sort -u "$T/want" | tr '\n' ' ')" = "0 1 2 " ] || fail "batch ids: $(sort -u "$T/want")" || return 1
+    serve_start "$T/km.mlpm" || return 1
+    req POST /predict text/csv examples/data/iris.csv
+    expect_code 200 || return 1
+    grep -qE '^\{"predictions": \[[0-9]+(, [0-9]+)*\]\}$' "$T/body" \
+        || fail "cluster ids are not JSON integers: $(head -c 200 "$T/body")" || return 1
+    predictions | diff -q - "$T/want" >/dev/null || fail "text/csv: ids differ from mlpipe predict" || return 1
+    printf '{"instances": [%s]}' "$(iris_rows | paste -sd, -)" >"$T/rows.json"
+    req POST /invocations application/json "$T/rows.json"
+    expect_code 200 || return 1
+    predictions | diff -q - "$T/want" >/dev/null || fail "instances: ids differ from mlpipe predict" || return 1
+    post_json /predict '{"dataframe_records": [{"petal_width": 0.2, "petal_length": 1.4, "sepal_width": 3.5, "sepal_length": 5.1}]}'
+    expect_code 200 || return 1
+    [ "$(cat "$T/body")" = "{\"predictions\": [$(head -1 "$T/want")]}" ] \
+        || fail "one row by name: $(cat "$T/body")" || return 1
+    req POST "/predict?proba=true" application/json "$T/rows.json"
+    expect_code 400 || return 1
+    expect_body "proba=true: this model (kmeans) is a clustering model: it predicts cluster ids, not class probabilities" || return 1
+    req GET /metadata
+    expect_code 200 || return 1
+    expect_body '"algorithm": "kmeans", "task": "clustering"' || return 1
+    expect_body '"classes": null' || return 1
+    req GET /metrics
+    grep -q '^mlpipe_rows_predicted_total 301$' "$T/body" \
+        || fail "rows predicted: $(grep rows_predicted "$T/body")" || return 1
+    serve_stop || return 1
+}

@@ -1110,7 +1110,7 @@ static void test_model_bad_keys(void **state) {
     const char *p = tpath("badmodel.mlpm");
     static const struct { const char *body; const char *msg; } cases[] = {
         { "x i 1 1\n", "missing key 'algorithm'" },
-        { "algorithm s 1 linear_test\ntask i 1 9\n", "key 'task' is 9, expected 0..2" },
+        { "algorithm s 1 linear_test\ntask i 1 9\n", "key 'task' is 9, expected 0..3" },
         { "algorithm s 1 linear_test\ntask i 1 1\nn_features i 1 2\nn_outputs i 1 1\n"
           "has_proba i 1 0\ntransforms i 1 0\nfeatures s 1 a\n",
           "1 feature names for 2 features" },
