@@ -5,19 +5,22 @@
 #   bench/run.sh                      every workload, 3 runs each, medians
 #   BENCH_RUNS=1 BENCH_ONLY=svm,kmeans bench/run.sh
 #   BENCH_ONLY=runs-db,serve bench/run.sh       only the other benchmarks
+#   BENCH_ONLY=predict bench/run.sh             only batch prediction
 #
 # 1. installs the reference tools when missing (apt-get as root, otherwise
 #    prints the command to run);
 # 2. prepares the data once into $BENCH_DATA (default build/bench/data,
 #    git-ignored): Fashion-MNIST as CSV and libsvm files, synthetic regression;
 # 3. runs bench/bench.py: prints the table and writes build/bench/results.md;
-# 4. runs the other benchmark scripts under bench/ (run database, serving)
-#    when they exist, and says so when they do not.
+# 4. runs the other benchmarks: the scripts under bench/ (run database),
+#    batch prediction and serving (below), and prints their targets as one
+#    table.
 #
 # As root it runs at raised CPU priority (see below; BENCH_PRIORITY=0: not).
 #
 # Keys for BENCH_ONLY: mlp32 mlp128 logreg svm kmeans linreg csvload (bench.py),
-# runs-db (bench/runs-db.sh), serve (bench/serve-post.lua with wrk).
+# runs-db (bench/runs-db.sh), predict (`mlpipe -v predict` on 1,000,000 rows),
+# serve (bench/serve-post.lua and serve-post-mlp.lua with wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -71,32 +74,110 @@ fi
 say "OpenBLAS variables in this environment (kept for mlpipe, unset for the references):"
 env | grep '^OPENBLAS' | sed 's/^/bench:   /' >&2 || say "  (none)"
 
-# serve_bench: POST /predict throughput of `mlpipe serve` with bench/serve-post.lua.
-serve_bench() {
-    local port=${BENCH_SERVE_PORT:-18480} model=$OUT/artifacts/iris-logreg.mlpm pid rc=0
-    MLPIPE_ARTIFACTS=$OUT/artifacts ./mlpipe -q run pipelines/iris-logreg.yaml \
-        --db "$OUT/serve-runs.db" >/dev/null || return 1
+# Rows of the targets table printed at the end (other benchmarks), one
+# Markdown row each: what, measured, target, met?
+TARGETS=$OUT/targets.md
+target_row() { printf '| %s | %s | %s | %s |\n' "$@" >>"$TARGETS"; }
+# 1234567 -> 1,234,567 (printf's ' flag depends on the locale)
+group() { sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta' <<<"$1"; }
+
+# predict_bench: `mlpipe -v predict` throughput once the rows are parsed.  A
+# logistic regression (bench/pipelines/logreg-predict.yaml: 1,000,000
+# synthetic rows x 100 features, standardize, one epoch) scores the first
+# 1,000,000 rows of linreg.csv (columns x0..x99, like the synthetic set's;
+# the extra y column is ignored), piped in on stdin, as CSV, CSV with
+# --proba and JSON lines with --proba, each written to a file.  `-v` logs
+# the read, score and write seconds; rows/s is rows / (score + write).
+predict_bench() {
+    local db=$OUT/predict-runs.db model=$OUT/artifacts/bench-logreg-predict.mlpm rc=0
+    local rows=1000000 log=$OUT/predict.log
+    rm -f "$db" "$db-wal" "$db-shm"
+    OPENBLAS_NUM_THREADS=2 MLPIPE_ARTIFACTS=$OUT/artifacts ./mlpipe -q run \
+        bench/pipelines/logreg-predict.yaml --db "$db" >/dev/null || return 1
+    echo "model: $model (logistic regression, 100 features, 2 classes, standardize)"
+    echo "input: the first $rows rows of $BENCH_DATA/linreg.csv on stdin"
+    local variant args r
+    for variant in "csv" "csv --proba" "jsonl --proba"; do
+        args=(--format ${variant%% *})
+        [ "$variant" = "${variant% --proba}" ] || args+=(--proba)
+        head -n $((rows + 1)) "$BENCH_DATA/linreg.csv" \
+            | OPENBLAS_NUM_THREADS=2 ./mlpipe -v predict "$model" - "${args[@]}" -o - \
+                >"$OUT/predictions.out" 2>"$log" || { cat "$log"; rc=1; break; }
+        echo "mlpipe -v predict MODEL - ${args[*]} -o - > FILE:"
+        grep -E 'predict: (read|[0-9]+ rows)' "$log" | sed 's/^/  /'
+        # "predict: read R s, scored S s, wrote W s (N rows/s scored and written)"
+        r=$(sed -n 's/.*predict: read \([0-9.]*\) s, scored \([0-9.]*\) s, wrote \([0-9.]*\) s (\([0-9]*\) rows\/s.*/\1 \2 \3 \4/p' "$log")
+        [ -n "$r" ] || { echo "no timing line in mlpipe's log"; rc=1; break; }
+        set -- $r
+        target_row "batch predict, logistic regression, $(group $rows) rows x 100 features, --format $variant" \
+            "$(group "$4") rows/s (score $2 s + write $3 s; CSV read $1 s)" \
+            ">= 1,000,000 rows/s" "$([ "$4" -ge 1000000 ] && echo yes || echo no)"
+    done
+    rm -f "$OUT/predictions.out"
+    return $rc
+}
+
+# serve_wrk MODEL SCRIPT LABEL TARGET: `mlpipe serve MODEL` on loopback, wrk
+# with SCRIPT (one row per POST /predict, keep-alive) for 10 s, then the
+# server is stopped (SIGTERM, its own pid).  TARGET "rps:p99_ms" marks the
+# row met or not; "-" only reports.
+serve_wrk() {
+    local model=$1 script=$2 label=$3 target=$4 port=${BENCH_SERVE_PORT:-18480} pid rc=0
     ./mlpipe serve "$model" --host 127.0.0.1 --port "$port" --quiet &
     pid=$!
     for _ in $(seq 50); do
         curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    echo "mlpipe serve $model (iris, one row per request), wrk -t2 -c16 -d10s, keep-alive:"
-    wrk -t2 -c16 -d10s --latency -s bench/serve-post.lua "http://127.0.0.1:$port/predict" || rc=$?
+    echo "mlpipe serve $model ($label, one row per request), wrk -t2 -c16 -d10s, keep-alive:"
+    wrk -t2 -c16 -d10s --latency -s "$script" "http://127.0.0.1:$port/predict" \
+        | tee "$OUT/wrk.out" || rc=$?
     kill -TERM "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
+    # "requests/s: N  p50: X ms  p99: Y ms  errors: E" (the scripts' done())
+    local r met="(reported)" want="-"
+    r=$(sed -n 's/^requests\/s: \([0-9]*\)  p50: \([0-9.]*\) ms  p99: \([0-9.]*\) ms  errors: \([0-9]*\)$/\1 \2 \3 \4/p' "$OUT/wrk.out")
+    rm -f "$OUT/wrk.out"
+    [ -n "$r" ] || return 1
+    set -- $r
+    if [ "$target" != "-" ]; then
+        want=">= $(group "${target%%:*}") requests/s, p99 < ${target#*:} ms"
+        met=$(awk -v n="$1" -v p="$3" -v e="$4" -v tn="${target%%:*}" -v tp="${target#*:}" \
+              'BEGIN { m = (n < tn ? " requests/s" : "") (p >= tp ? " p99" : "") (e ? " errors" : "")
+                       print m == "" ? "yes" : "no (" substr(m, 2) ")" }')
+    fi
+    target_row "serve, $label, wrk -t2 -c16" \
+        "$(group "$1") requests/s, p50 $2 ms, p99 $3 ms, $4 errors" "$want" "$met"
+    return $rc
+}
+
+# serve_bench: POST /predict throughput of `mlpipe serve` for the iris logistic
+# regression (bench/serve-post.lua) and a Fashion-MNIST MLP of the shipped
+# architecture, 784-512-10 (bench/serve-post-mlp.lua), trained for one epoch
+# only: the cost of a request does not depend on the weights.
+serve_bench() {
+    local db=$OUT/serve-runs.db rc=0
+    MLPIPE_ARTIFACTS=$OUT/artifacts ./mlpipe -q run pipelines/iris-logreg.yaml \
+        --db "$db" >/dev/null || return 1
+    MLPIPE_ARTIFACTS=$OUT/serve-artifacts ./mlpipe -q run pipelines/fashion-mnist-mlp.yaml \
+        --set train.epochs=1 --db "$db" >/dev/null || return 1
+    serve_wrk "$OUT/artifacts/iris-logreg.mlpm" bench/serve-post.lua \
+        "iris logistic regression, 4 features" "20000:2" || rc=1
+    serve_wrk "$OUT/serve-artifacts/fashion-mnist-mlp.mlpm" bench/serve-post-mlp.lua \
+        "Fashion-MNIST MLP 784-512-10" "-" || rc=1
     return $rc
 }
 
 # ---------------------------------------------------------------- data
 mkdir -p "$OUT"
 "$PY" bench/prepare.py "$BENCH_DATA"
+rm -f "$TARGETS"
 
 # BENCH_ONLY picks workloads of bench.py and, by name, the other benchmarks
-# ("runs-db" for bench/runs-db.sh, "serve" for bench/serve-post.lua).
+# ("runs-db" for bench/runs-db.sh, "predict", "serve").
 only=${BENCH_ONLY:-}
-main_only=$(tr ',' '\n' <<<"$only" | grep -v -x -e serve -e 'runs-db' -e '' | paste -sd, || true)
+main_only=$(tr ',' '\n' <<<"$only" | grep -v -x -e serve -e predict -e 'runs-db' -e '' \
+            | paste -sd, || true)
 wanted() { [ -z "$only" ] || tr ',' '\n' <<<"$only" | grep -qx -- "$1"; }
 
 # ---------------------------------------------------------------- mlpipe vs references
@@ -138,17 +219,34 @@ if [ -z "$only" ] || [ "$only" != "$main_only" ]; then
             echo "- bench/$want: not present, skipped" >>"$OUT/results.md"
         fi
     done
+    if wanted predict; then
+        found=1
+        say "--- batch prediction"
+        predict_bench >"$OUT/predict.txt" 2>&1 && status=finished || status="FAILED (exit $?)"
+        cat "$OUT/predict.txt"
+        { echo "### batch prediction (mlpipe -v predict, 1,000,000 rows): $status"; echo
+          echo '```'; cat "$OUT/predict.txt"; echo '```'; echo; } >>"$OUT/results.md"
+    fi
     # The serving benchmark is a wrk script; unless a bench/*.sh drives it,
-    # run it as the README says: the iris model, `mlpipe serve` on loopback,
-    # wrk -t2 -c16 for 10 s, then the server is stopped (SIGTERM, its own pid).
+    # run it as the README says: `mlpipe serve` on loopback, wrk -t2 -c16 for
+    # 10 s, then the server is stopped (SIGTERM, its own pid).
     if [ -e bench/serve-post.lua ] && wanted serve &&
         ! grep -ls serve-post.lua bench/*.sh | grep -qv '^bench/run\.sh$'; then
         found=1
+        say "--- serving"
         serve_bench >"$OUT/serve.txt" 2>&1 && status=finished || status="FAILED (exit $?)"
         cat "$OUT/serve.txt"
-        { echo "### bench/serve-post.lua (wrk -t2 -c16 -d10s): $status"; echo; echo '```'
+        { echo "### serving (wrk -t2 -c16 -d10s): $status"; echo; echo '```'
           cat "$OUT/serve.txt"; echo '```'; echo; } >>"$OUT/results.md"
     fi
     [ "$found" = 1 ] || say "no other benchmark scripts under bench/"
+    if [ -s "$TARGETS" ]; then
+        table=$({ echo "| benchmark | measured | target | met? |"; echo "|---|---|---|---|"
+                  cat "$TARGETS"; })
+        echo; echo "$table"; echo "- load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+        { echo "### Targets"; echo; echo "$table"; echo
+          echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"; echo; } \
+            >>"$OUT/results.md"
+    fi
 fi
 say "results: $OUT/results.md"
