@@ -1,8 +1,10 @@
 /*
  * ctx.c -- the services a stage reaches through its mp_ctx: seeded random
- * streams, metric and artifact recording, and the cancellation flag.
+ * streams, metric and artifact recording, progress, and the cancellation
+ * flag.
  */
 #include "mp.h"
+#include "progress.h"
 
 volatile int mp_cancel_signal;
 
@@ -25,6 +27,11 @@ int mp_ctx_artifact(mp_ctx *ctx, const char *name, const char *path, mp_err *err
     if (h && h->artifact) return h->artifact(h->ud, name, path, err);
     mp_log(MP_LOG_DEBUG, "artifact %s = %s", name, path);
     return MP_OK;
+}
+
+void mp_ctx_progress(const mp_ctx *ctx, const char *unit, double done, double total) {
+    (void)ctx;      /* one stage runs at a time: the progress state is the runner's */
+    mp_progress_update(unit, done, total);
 }
 
 bool mp_ctx_cancelled(const mp_ctx *ctx) {

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "progress.h"
 #include "registry.h"
 #include "rundb.h"
 
@@ -269,7 +270,9 @@ static int run_one(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *e
         }
         if (rc == MP_OK && mp_cancel_signal)
             rc = MP_ERR(err, MP_E_CANCELLED, "interrupted before stage %zu", i + 1);
+        mp_progress_begin(s->name);     /* mp_ctx_progress shows from here ... */
         if (rc == MP_OK) rc = s->ops->run(s, &ctx, err);
+        mp_progress_end();              /* ... to here: the bar goes before the next line */
         if (rc == MP_OK && s->ops->kind == MP_KIND_LOAD && ctx.train &&
             classifier_follows(st, spec->n_stages, i + 1))
             rc = mp_dataset_encode_labels_pair(ctx.train, ctx.test, err);

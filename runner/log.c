@@ -5,16 +5,20 @@
  * installs).  The mp_log() macro checks the level before formatting, so debug
  * logging in a hot loop costs one comparison.  While a run executes, the run
  * id and stage name are attached to each record so log collectors can index
- * JSON lines by them.
+ * JSON lines by them.  A progress bar on the terminal (runner/progress.c) is
+ * erased before each line is written.
  */
 #include "mp.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <sys/time.h>
+
+#include "progress.h"
 
 int mp_log_level = MP_LOG_INFO;
 
@@ -39,18 +43,21 @@ void mp_log_set_sink(mp_log_sink fn, void *userdata) {
     sink_data = userdata;
 }
 
-void mp_log_write(int level, const char *fmt, ...) {
+bool mp_log_is_text_stderr(void) { return !sink_fn && log_format == MP_LOG_TEXT; }
+
+static void write_record(int level, const mp_log_field *fields, size_t n_fields,
+                         const char *fmt, va_list ap) {
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     if (level < 0) level = 0;
     if (level > MP_LOG_DEBUG) level = MP_LOG_DEBUG;
     if (sink_fn) {
         sink_fn(level, msg, sink_data);
         return;
     }
+    /* A progress bar drawn on the terminal goes first (runner/progress.c
+     * redraws it at its next update), so the line starts on a clean line. */
+    mp_progress_clear();
     if (log_format == MP_LOG_JSON) {
         struct timeval tv;
         gettimeofday(&tv, NULL);
@@ -67,7 +74,13 @@ void mp_log_write(int level, const char *fmt, ...) {
             if (ctx_run[0]) json_object_set_new(o, "run", json_string(ctx_run));
             if (ctx_stage[0]) json_object_set_new(o, "stage", json_string(ctx_stage));
             json_object_set_new(o, "msg", json_string(msg));
-            char *s = json_dumps(o, JSON_COMPACT);
+            for (size_t i = 0; i < n_fields; i++) {
+                const mp_log_field *f = &fields[i];
+                json_object_set_new(o, f->key, f->str ? json_string(f->str)
+                                               : isfinite(f->num) ? json_real(f->num)
+                                               : json_null());
+            }
+            char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
             if (s) {
                 fprintf(stderr, "%s\n", s);
                 free(s);
@@ -80,4 +93,19 @@ void mp_log_write(int level, const char *fmt, ...) {
         fprintf(stderr, "mlpipe: %s: %s\n", level_names[level], msg);
     else
         fprintf(stderr, "mlpipe: %s\n", msg);
+}
+
+void mp_log_write(int level, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    write_record(level, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void mp_log_write_fields(int level, const mp_log_field *fields, size_t n_fields,
+                         const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    write_record(level, fields, n_fields, fmt, ap);
+    va_end(ap);
 }

@@ -57,6 +57,19 @@ void mp_log_set_format(int fmt);
 void mp_log_set_context(const char *run_id, const char *stage);
 typedef void (*mp_log_sink)(int level, const char *msg, void *userdata);
 void mp_log_set_sink(mp_log_sink fn, void *userdata);   /* NULL restores stderr */
+/* True when log lines go to stderr as text (no sink, not JSON): then a
+ * progress bar can share the terminal with them. */
+bool mp_log_is_text_stderr(void);
+/* A named value added to a JSON log record: str when not NULL, else num
+ * (NaN and infinities as null).  Text records show only the message. */
+typedef struct mp_log_field {
+    const char *key;
+    const char *str;
+    double      num;
+} mp_log_field;
+/* mp_log_write with fields; the caller checks the level. */
+void mp_log_write_fields(int level, const mp_log_field *fields, size_t n_fields,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* What ctx->host points to: the run's services.  exec.c fills one per run;
  * tests fill their own to capture metrics.  With ctx->host == NULL metrics

@@ -293,6 +293,7 @@ int mp_sweep_run(const mp_run_opts *o, const mp_spec *spec, FILE *out, mp_err *e
            o->jobs > 1 ? o->jobs : 1);
     if (o->jobs > 1) {
         setenv("MLPIPE_SWEEP_ID", id, 1);
+        setenv("MLPIPE_PROGRESS", "lines", 0);  /* workers share stderr: no bars (unless 0) */
         run_parallel(o, spec, err);
     } else {
         size_t failed = 0;

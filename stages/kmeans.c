@@ -511,6 +511,7 @@ static int run_once(fit *f, const kmeans_conf *c, double tol_abs, mp_rng *rng, s
     for (it = 1; it <= c->max_iter; it++) {
         if (mp_ctx_cancelled(ctx))
             return MP_ERR(err, MP_E_CANCELLED, MODULE ": interrupted at iteration %d", it);
+        mp_ctx_progress(ctx, "iteration", it - 1, c->max_iter);   /* an upper bound */
         f->update = true;
         par_rows(lloyd_rows, f, f->nt, f->n);
         hist[it - 1] = acc_total(f);

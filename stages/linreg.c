@@ -530,6 +530,7 @@ static int fit_gradient(const linreg_conf *c, mp_ctx *ctx, const mp_dataset *ds,
             MP_ERR(err, MP_E_CANCELLED, MODULE ": interrupted at epoch %d", ep);
             goto done;
         }
+        mp_ctx_progress(ctx, "epoch", ep - 1, c->epochs);
         if (c->shuffle) mp_rng_shuffle(&rng, idx, n);
         double sq = 0.0;
         for (size_t b0 = 0; b0 < n; b0 += bs) {

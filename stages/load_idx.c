@@ -184,6 +184,7 @@ static int read_pixels(idx_file *imf, mp_ctx *ctx, size_t n, size_t d, const flo
             MP_ERR(err, MP_E_CANCELLED, "interrupted");
             break;
         }
+        mp_ctx_progress(ctx, "rows", (double)r0, (double)n);
         size_t k = n - r0 < rows_per ? n - r0 : rows_per;
         size_t got = 0;
         if (read_block(imf, b, k * d, &got, err) != MP_OK) break;

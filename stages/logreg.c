@@ -384,6 +384,7 @@ static int train_epoch(trainer *t, mp_ctx *ctx, float *theta, int epoch, double 
     for (size_t i0 = 0; i0 < n; i0 += t->batch) {
         if (mp_ctx_cancelled(ctx))
             return MP_ERR(err, MP_E_CANCELLED, "interrupted at epoch %d", epoch);
+        mp_ctx_progress(ctx, "epoch", epoch - 1 + (double)i0 / (double)n, c->epochs);
         size_t nb = n - i0 < t->batch ? n - i0 : t->batch;
         const float *x = t->ds->X.data + i0 * d;
         const int *y = t->labels + i0;

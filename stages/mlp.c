@@ -980,6 +980,7 @@ static int train_epoch(trainer *t, mp_ctx *ctx, int epoch, epoch_stats *out, mp_
     for (size_t i0 = 0; i0 < t->n_train; i0 += t->batch) {
         if (mp_ctx_cancelled(ctx))
             return MP_ERR(err, MP_E_CANCELLED, "interrupted at epoch %d", epoch);
+        mp_ctx_progress(ctx, "epoch", epoch - 1 + (double)i0 / (double)t->n_train, t->c->epochs);
         size_t nb = t->n_train - i0 < t->batch ? t->n_train - i0 : t->batch;
         gather(t, t->rows + i0, nb);
         /* One pass: forward, backward and the step (weights decayed, biases,

@@ -287,6 +287,17 @@ int  mp_ctx_artifact(mp_ctx *ctx, const char *name, const char *path, mp_err *er
 /* True once SIGINT/SIGTERM arrived: stop at the next safe point with
  * MP_ERR(err, MP_E_CANCELLED, ...). */
 bool mp_ctx_cancelled(const mp_ctx *ctx);
+/* Reports how far the stage is: done of total units (unit is borrowed for
+ * the call: "epoch", "rows"; "bytes" show as KiB/MiB), e.g. done = epochs
+ * finished + the fraction of this epoch's mini-batches, total = epochs.
+ * total <= 0 means unknown (no percentage or ETA); done going back (a new
+ * fold or restart) restarts the rate.  The runner shows it as a bar on a
+ * terminal, elsewhere as a log line every few seconds, not at all with
+ * --quiet or outside a pipeline run.  Cheap enough to call per mini-batch (a
+ * clock read when nothing is due); call it from the stage's own thread only.
+ * Never fails.  A plugin that calls it needs an mlpipe binary that has it
+ * (an older one refuses the plugin, naming the missing symbol). */
+void mp_ctx_progress(const mp_ctx *ctx, const char *unit, double done, double total);
 
 /* Called once per cross-validation fold (1-based) with the model trained on
  * the other folds and the held-out rows, transformed by transforms fitted on

@@ -464,6 +464,7 @@ static int sgd_train(const mp_svm_conf *c, const mp_svm_data *D, size_t R, float
             MP_ERR(err, MP_E_CANCELLED, "interrupted at epoch %d", ep);
             goto done;
         }
+        mp_ctx_progress(ctx, "epoch", ep - 1, c->max_iter);
         if (c->shuffle) mp_rng_shuffle(&rng, idx, n);
         double sum = 0.0;
         for (size_t b0 = 0; b0 < n; b0 += bs) {
