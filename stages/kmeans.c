@@ -23,16 +23,16 @@
  * index as a float.
  */
 #include "mp_stage.h"
+#include "par.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #define MODULE "kmeans"
-#define MAX_THREADS 16
+#define MAX_THREADS MP_PAR_MAX_THREADS   /* per-thread slots: mp_par_rows never uses more */
 
 enum { INIT_KMEANSPP = 0, INIT_RANDOM = 1 };
 #define INIT_CHOICES "kmeans++|random"
@@ -196,42 +196,6 @@ const float *mp_kmeans_centers(const mp_model *m, size_t *k) {
     return s->data;
 }
 
-/* ---------------------------------------------------------------- threads */
-
-/* Runs fn over rows [0, n) split into n_threads contiguous ranges, one per
- * thread (the caller's thread takes the first).  OpenBLAS is held to one
- * thread meanwhile, so the BLAS calls inside fn do not fight over cores.
- * fn must not allocate (the test allocator is not thread-safe).  If a thread
- * cannot be started its range runs on the caller's thread afterwards, so
- * the result never depends on thread creation succeeding. */
-typedef void (*rows_fn)(void *arg, int t, size_t lo, size_t hi);
-typedef struct rows_job { rows_fn fn; void *arg; int t; size_t lo, hi; } rows_job;
-
-static void *rows_main(void *p) {
-    rows_job *j = p;
-    j->fn(j->arg, j->t, j->lo, j->hi);
-    return NULL;
-}
-
-static void par_rows(rows_fn fn, void *arg, int n_threads, size_t n) {
-    pthread_t th[MAX_THREADS];
-    rows_job job[MAX_THREADS];
-    bool started[MAX_THREADS] = { false };
-    int saved = openblas_get_num_threads();
-    if (n_threads > 1) openblas_set_num_threads(1);
-    for (int t = 0; t < n_threads; t++)
-        job[t] = (rows_job){ fn, arg, t, n * (size_t)t / (size_t)n_threads,
-                             n * (size_t)(t + 1) / (size_t)n_threads };
-    for (int t = 1; t < n_threads; t++)
-        started[t] = pthread_create(&th[t], NULL, rows_main, &job[t]) == 0;
-    rows_main(&job[0]);
-    for (int t = 1; t < n_threads; t++) {
-        if (started[t]) pthread_join(th[t], NULL);
-        else rows_main(&job[t]);
-    }
-    if (n_threads > 1) openblas_set_num_threads(saved);
-}
-
 /* ---------------------------------------------------------------- fitting */
 
 /* Everything one fit needs; per-thread parts are indexed by thread. */
@@ -386,7 +350,7 @@ static int seed_kmeanspp(fit *f, mp_rng *rng, const mp_ctx *ctx, mp_err *err) {
     memcpy(f->cand, f->C, d * sizeof(float));
     f->cand_norm[0] = f->xnorm[first];
     f->n_cand = 1;
-    par_rows(cand_rows, f, f->nt, n);
+    mp_par_rows(n, f->nt, cand_rows, f);
     double pot = 0.0;
     for (int t = 0; t < f->nt; t++) pot += f->pot[t][0];
     for (size_t i = 0; i < n; i++) f->closest[i] = f->dcand[i];
@@ -411,7 +375,7 @@ static int seed_kmeanspp(fit *f, mp_rng *rng, const mp_ctx *ctx, mp_err *err) {
             f->cand_norm[j] = f->xnorm[ids[j]];
         }
         f->n_cand = f->n_trials;
-        par_rows(cand_rows, f, f->nt, n);
+        mp_par_rows(n, f->nt, cand_rows, f);
         size_t best = 0;
         double best_pot = INFINITY;
         for (size_t j = 0; j < f->n_trials; j++) {
@@ -513,7 +477,7 @@ static int run_once(fit *f, const kmeans_conf *c, double tol_abs, mp_rng *rng, s
             return MP_ERR(err, MP_E_CANCELLED, MODULE ": interrupted at iteration %d", it);
         mp_ctx_progress(ctx, "iteration", it - 1, c->max_iter);   /* an upper bound */
         f->update = true;
-        par_rows(lloyd_rows, f, f->nt, f->n);
+        mp_par_rows(f->n, f->nt, lloyd_rows, f);
         hist[it - 1] = acc_total(f);
         size_t changed = 0;
         for (int t = 0; t < f->nt; t++) changed += f->changed[t];
@@ -535,9 +499,9 @@ static int run_once(fit *f, const kmeans_conf *c, double tol_abs, mp_rng *rng, s
     *n_iter = it > c->max_iter ? c->max_iter : it;
     if (!strict) {  /* labels for the final centers */
         f->update = false;
-        par_rows(lloyd_rows, f, f->nt, f->n);
+        mp_par_rows(f->n, f->nt, lloyd_rows, f);
     }
-    par_rows(inertia_rows, f, f->nt, f->n);
+    mp_par_rows(f->n, f->nt, inertia_rows, f);
     *inertia = acc_total(f);
     mp_log(MP_LOG_DEBUG, MODULE ": run %s after %d iterations, inertia %.8g",
            strict ? "converged" : it > c->max_iter ? "hit max_iter" : "within tol", *n_iter,
@@ -617,14 +581,10 @@ static int fit_alloc(fit *f, const kmeans_conf *c, mp_err *err) {
     return MP_OK;
 }
 
-/* Threads for n rows x d: as many as OpenBLAS would use, each with at
- * least 2^17 values to read, so small data stays on one thread. */
+/* Threads for n rows x d (par.h): each with at least 2^17 values to read,
+ * so small data stays on one thread. */
 static int threads_for(size_t n, size_t d) {
-    int t = openblas_get_num_threads();
-    if (t > MAX_THREADS) t = MAX_THREADS;
-    size_t work = mp_mul_size(n, d) >> 17;
-    if ((size_t)t > work) t = (int)(work ? work : 1);
-    return t < 1 ? 1 : t;
+    return mp_par_threads(mp_mul_size(n, d) >> 17);
 }
 
 static int kmeans_fit(const kmeans_conf *c, mp_ctx *ctx, const mp_dataset *ds, kmeans_state *s,
@@ -647,7 +607,7 @@ static int kmeans_fit(const kmeans_conf *c, mp_ctx *ctx, const mp_dataset *ds, k
     /* Row norms and the tolerance: tol * mean over features of the
      * variance, from sum ||x||^2 / n - ||mean||^2 (scikit-learn's
      * _tolerance uses np.mean(np.var(X, axis=0)) * tol). */
-    par_rows(norms_rows, &f, f.nt, n);
+    mp_par_rows(n, f.nt, norms_rows, &f);
     double sq = acc_total(&f), mean_sq = 0.0;
     if (!isfinite(sq)) {
         report_nonfinite(ds, err);

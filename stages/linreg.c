@@ -29,11 +29,11 @@
  */
 #include "mp_stage.h"
 #include "optim.h"
+#include "par.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -60,7 +60,7 @@ extern void   dsyevd_(const char *jobz, const char *uplo, const int *n, double *
 /* Gradient solvers stop after this many epochs without a loss improvement
  * of more than tol (scikit-learn's SGDRegressor n_iter_no_change). */
 #define N_NO_CHANGE 5
-#define MAX_THREADS 16
+#define MAX_THREADS MP_PAR_MAX_THREADS   /* per-thread slots: mp_par_rows never uses more */
 
 enum { SOLVER_EXACT = 0, SOLVER_SGD = 1, SOLVER_MOMENTUM = 2, SOLVER_ADAM = 3 };
 #define SOLVER_CHOICES "exact|sgd|momentum|adam"
@@ -171,48 +171,10 @@ static const mp_model_ops linreg_model_ops = {
 
 /* ---------------------------------------------------------------- threads */
 
-/* Runs fn over rows [0, n) split into n_threads contiguous ranges, one per
- * thread (the caller's thread takes the first).  OpenBLAS is held to one
- * thread meanwhile, so the BLAS calls inside fn do not fight over cores.
- * fn must not allocate (the test allocator is not thread-safe).  If a thread
- * cannot be started its range runs on the caller's thread afterwards, so
- * the result never depends on thread creation succeeding. */
-typedef void (*rows_fn)(void *arg, int t, size_t lo, size_t hi);
-typedef struct rows_job { rows_fn fn; void *arg; int t; size_t lo, hi; } rows_job;
-
-static void *rows_main(void *p) {
-    rows_job *j = p;
-    j->fn(j->arg, j->t, j->lo, j->hi);
-    return NULL;
-}
-
-static void par_rows(rows_fn fn, void *arg, int n_threads, size_t n) {
-    pthread_t th[MAX_THREADS];
-    rows_job job[MAX_THREADS];
-    bool started[MAX_THREADS] = { false };
-    int saved = openblas_get_num_threads();
-    if (n_threads > 1) openblas_set_num_threads(1);
-    for (int t = 0; t < n_threads; t++)
-        job[t] = (rows_job){ fn, arg, t, n * (size_t)t / (size_t)n_threads,
-                             n * (size_t)(t + 1) / (size_t)n_threads };
-    for (int t = 1; t < n_threads; t++)
-        started[t] = pthread_create(&th[t], NULL, rows_main, &job[t]) == 0;
-    rows_main(&job[0]);
-    for (int t = 1; t < n_threads; t++) {
-        if (started[t]) pthread_join(th[t], NULL);
-        else rows_main(&job[t]);
-    }
-    if (n_threads > 1) openblas_set_num_threads(saved);
-}
-
-/* Worker threads for n rows of width d: as many as OpenBLAS would use, but
- * at least ~2^20 multiply-adds each, so small data stays on one thread. */
+/* Worker threads for n rows of width d (par.h): at least ~2^20
+ * multiply-adds each, so small data stays on one thread. */
 static int threads_for(size_t n, size_t d) {
-    int t = openblas_get_num_threads();
-    if (t > MAX_THREADS) t = MAX_THREADS;
-    size_t work = mp_mul_size(n, d + 2) / ((size_t)1 << 20);
-    if ((size_t)t > work) t = (int)(work ? work : 1);
-    return t < 1 ? 1 : t;
+    return mp_par_threads(mp_mul_size(n, d + 2) / ((size_t)1 << 20));
 }
 
 /* ---------------------------------------------------------------- exact */
@@ -393,7 +355,7 @@ static int fit_exact(const linreg_conf *c, mp_ctx *ctx, const mp_dataset *ds, li
         for (size_t j = 0; j <= d; j++) shift[j] = isfinite(shift[j]) ? shift[j] / (double)m : 0.0;
     }
     g.shift = shift;
-    par_rows(gram_rows, &g, nt, n);
+    mp_par_rows(n, nt, gram_rows, &g);
     for (int t = 0; t < nt; t++)
         if (g.cancelled[t]) {
             MP_ERR(err, MP_E_CANCELLED, MODULE ": interrupted while reading the rows");
