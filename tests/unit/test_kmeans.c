@@ -28,6 +28,7 @@
 #include "mp.h"
 #include "artifact.h"
 #include "metrics.h"
+#include "fixtures.h"
 
 extern const mp_stage_ops mp_stage_kmeans;
 extern const mp_stage_ops mp_stage_eval_clustering;
@@ -52,7 +53,8 @@ static kmeans_conf conf_default(int k) {
 /* n rows in d dimensions around k centers: row i belongs to blob i % k,
  * whose center is 20 * (blob + 1) in coordinate blob % d and 0 elsewhere
  * (far apart); noise sd.  y = the blob (classification) when labelled. */
-static mp_dataset *blobs(size_t n, size_t d, size_t k, double sd, bool labelled, uint64_t seed) {
+static mp_dataset *axis_blobs(size_t n, size_t d, size_t k, double sd, bool labelled,
+                              uint64_t seed) {
     mp_err err = { 0 };
     mp_dataset *ds = mp_dataset_new();
     assert_non_null(ds);
@@ -65,64 +67,21 @@ static mp_dataset *blobs(size_t n, size_t d, size_t k, double sd, bool labelled,
             double ctr = j == b % d ? 20.0 * (double)(b + 1) : 0.0;
             MP_AT(&ds->X, i, j) = (float)(ctr + sd * mp_rng_normal(&rng));
         }
-    ds->feature_names = mp_calloc(d, sizeof(char *));
-    assert_non_null(ds->feature_names);
-    for (size_t j = 0; j < d; j++) {
-        char b[16];
-        snprintf(b, sizeof b, "f%zu", j);
-        ds->feature_names[j] = mp_strdup(b);
-    }
+    ds->feature_names = names("f", d);
     if (labelled) {
         ds->y = mp_calloc(n, sizeof *ds->y);
         assert_non_null(ds->y);
         for (size_t i = 0; i < n; i++) ds->y[i] = (double)(i % k);
-        ds->task = MP_TASK_CLASSIFICATION;
-        ds->n_classes = k;
-        ds->class_names = mp_calloc(k, sizeof(char *));
-        for (size_t c = 0; c < k; c++) {
-            char b[16];
-            snprintf(b, sizeof b, "c%zu", c);
-            ds->class_names[c] = mp_strdup(b);
-        }
+        set_classes(ds, k);
         ds->target_name = mp_strdup("blob");
     }
     return ds;
 }
 
-#define MAX_ROWS 4000
-typedef struct capture {
-    int    n;
-    char   key[MAX_ROWS][48];
-    double value[MAX_ROWS];
-    long   step[MAX_ROWS];
-    int    fail_at;             /* 1-based row that fails with MP_E_DB; 0 = never */
-} capture;
+static metric_capture cap;
+static mp_host host = { .metric = metric_capture_metric, .ud = &cap };
 
-static int cap_metric(void *ud, const char *key, double value, long step, mp_err *err) {
-    capture *c = ud;
-    if (c->fail_at && c->n + 1 == c->fail_at)
-        return MP_ERR(err, MP_E_DB, "cannot write metric: disk full");
-    if (c->n < MAX_ROWS) {
-        snprintf(c->key[c->n], sizeof c->key[c->n], "%s", key);
-        c->value[c->n] = value;
-        c->step[c->n] = step;
-    }
-    c->n++;
-    return MP_OK;
-}
-
-static capture cap;
-static mp_host host = { .metric = cap_metric, .ud = &cap };
-
-static int cap_count(const char *key, double *v) {
-    int k = 0;
-    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
-        if (strcmp(cap.key[i], key) == 0) {
-            k++;
-            if (v) *v = cap.value[i];
-        }
-    return k;
-}
+static int cap_count(const char *key, double *v) { return metric_count(&cap, key, v); }
 
 static char logbuf[8192];
 static void log_sink(int level, const char *msg, void *ud) {
@@ -142,15 +101,7 @@ static mp_ctx ctx_for(mp_dataset *ds) {
 }
 
 static int run_stage(mp_ctx *ctx, kmeans_conf *c, mp_err *err) {
-    mp_stage st = { .ops = &mp_stage_kmeans, .conf = c, .name = "train" };
-    return mp_stage_kmeans.run(&st, ctx, err);
-}
-
-static void ctx_release(mp_ctx *ctx) {
-    mp_dataset_free(ctx->train);
-    mp_dataset_free(ctx->test);
-    mp_model_free(ctx->model);
-    memset(ctx, 0, sizeof *ctx);
+    return run_ops(&mp_stage_kmeans, c, ctx, err);
 }
 
 /* Cluster index per row through the model's predict (caller frees). */
@@ -199,16 +150,10 @@ static double brute_inertia(const mp_matrix *X, size_t k) {
     return s;
 }
 
-static void assert_near(double got, double want, double tol) {
-    if (!(fabs(got - want) <= tol)) fail_msg("got %.12g, want %.12g (tol %g)", got, want, tol);
-}
-
 static int setup(void **state) {
     (void)state;
-    mp_log_level = MP_LOG_WARN;
+    reset_test_state();
     mp_log_set_sink(log_sink, NULL);
-    mp_cancel_signal = 0;
-    mp_mem_fail_after(0);
     return 0;
 }
 
@@ -246,7 +191,7 @@ static void test_stage_table(void **state) {
 
 static void known_answer(int init, int n_init) {
     enum { N = 400, D = 3, K = 4 };
-    mp_ctx ctx = ctx_for(blobs(N, D, K, 0.5, false, 1));
+    mp_ctx ctx = ctx_for(axis_blobs(N, D, K, 0.5, false, 1));
     kmeans_conf c = conf_default(K);
     c.init = init;
     c.n_init = n_init;
@@ -310,7 +255,7 @@ static void test_repeatable_with_seed(void **state) {
     (void)state;
     enum { N = 300, D = 5, K = 6 };
     for (int init = KMEANSPP; init <= RANDOM; init++) {
-        mp_ctx ctx = ctx_for(blobs(N, D, 3, 3.0, false, 2));   /* 6 clusters on 3 blobs */
+        mp_ctx ctx = ctx_for(axis_blobs(N, D, 3, 3.0, false, 2));   /* 6 clusters on 3 blobs */
         kmeans_conf c = conf_default(K);
         c.init = init;
         mp_err err = { 0 };
@@ -318,7 +263,7 @@ static void test_repeatable_with_seed(void **state) {
         size_t k = 0;
         float first[K * D];
         memcpy(first, mp_kmeans_centers(ctx.model, &k), sizeof first);
-        capture c1 = cap;
+        metric_capture c1 = cap;
         memset(&cap, 0, sizeof cap);
         assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);  /* replaces the model */
         assert_memory_equal(mp_kmeans_centers(ctx.model, &k), first, sizeof first);
@@ -336,7 +281,7 @@ static void test_threads_match_one_thread(void **state) {
     (void)state;
     /* 6000 x 48 is enough for the passes to use every OpenBLAS thread. */
     enum { N = 6000, D = 48, K = 5 };
-    mp_ctx ctx = ctx_for(blobs(N, D, K, 2.0, false, 3));
+    mp_ctx ctx = ctx_for(axis_blobs(N, D, K, 2.0, false, 3));
     kmeans_conf c = conf_default(K);
     mp_err err = { 0 };
     int saved = openblas_get_num_threads();
@@ -396,7 +341,7 @@ static void test_empty_cluster_reseeded(void **state) {
 static void test_target_ignored_and_k1(void **state) {
     (void)state;
     enum { N = 90, D = 2, K = 3 };
-    mp_ctx a = ctx_for(blobs(N, D, K, 0.5, false, 4));
+    mp_ctx a = ctx_for(axis_blobs(N, D, K, 0.5, false, 4));
     kmeans_conf c = conf_default(K);
     mp_err err = { 0 };
     assert_int_equal(run_stage(&a, &c, &err), MP_OK);
@@ -404,7 +349,7 @@ static void test_target_ignored_and_k1(void **state) {
     float ca[K * D];
     memcpy(ca, mp_kmeans_centers(a.model, &k), sizeof ca);
     ctx_release(&a);
-    mp_ctx b = ctx_for(blobs(N, D, K, 0.5, true, 4));
+    mp_ctx b = ctx_for(axis_blobs(N, D, K, 0.5, true, 4));
     assert_int_equal(run_stage(&b, &c, &err), MP_OK);
     assert_memory_equal(mp_kmeans_centers(b.model, &k), ca, sizeof ca);
     /* k = 1: the center is the mean; max_iter = 1 still gives a model. */
@@ -425,7 +370,7 @@ static void test_errors(void **state) {
     (void)state;
     kmeans_conf c = conf_default(3);
     mp_err err = { 0 };
-    mp_ctx ctx = ctx_for(blobs(2, 2, 2, 0.1, false, 5));
+    mp_ctx ctx = ctx_for(axis_blobs(2, 2, 2, 0.1, false, 5));
     assert_int_equal(run_stage(&ctx, &c, &err), MP_E_DATA);      /* k > rows */
     assert_non_null(strstr(err.msg, "k = 3"));
     assert_null(ctx.model);
@@ -435,7 +380,7 @@ static void test_errors(void **state) {
     err = (mp_err){ 0 };
     assert_int_equal(run_stage(&ctx, &c, &err), MP_E_DATA);      /* no rows */
 
-    ctx = ctx_for(blobs(30, 2, 3, 0.1, false, 5));
+    ctx = ctx_for(axis_blobs(30, 2, 3, 0.1, false, 5));
     MP_AT(&ctx.train->X, 12, 1) = NAN;
     err = (mp_err){ 0 };
     assert_int_equal(run_stage(&ctx, &c, &err), MP_E_NUMERIC);
@@ -486,8 +431,8 @@ static int run_eval(mp_ctx *ctx, const char *const *metrics, size_t n, int sampl
 static void test_evaluate_clustering(void **state) {
     (void)state;
     enum { N = 300, D = 2, K = 3 };
-    mp_ctx ctx = ctx_for(blobs(N, D, K, 0.5, true, 6));
-    ctx.test = blobs(150, D, K, 0.5, true, 7);
+    mp_ctx ctx = ctx_for(axis_blobs(N, D, K, 0.5, true, 6));
+    ctx.test = axis_blobs(150, D, K, 0.5, true, 7);
     kmeans_conf c = conf_default(K);
     mp_err err = { 0 };
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
@@ -560,7 +505,7 @@ static void test_evaluate_clustering(void **state) {
 
 static void test_evaluate_alloc_failures(void **state) {
     (void)state;
-    mp_ctx ctx = ctx_for(blobs(60, 2, 3, 0.5, true, 8));
+    mp_ctx ctx = ctx_for(axis_blobs(60, 2, 3, 0.5, true, 8));
     kmeans_conf c = conf_default(3);
     mp_err err = { 0 };
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
@@ -583,41 +528,10 @@ static void test_evaluate_alloc_failures(void **state) {
 
 /* ---------------------------------------------------------------- cross-validation */
 
-/* The fold rows of key in fold order (steps 1, 2, ...); returns their count. */
-static int cap_folds(const char *key, double *v, int max) {
-    int k = 0;
-    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
-        if (strcmp(cap.key[i], key) == 0 && cap.step[i] >= 0) {
-            if (k < max) {
-                assert_int_equal(cap.step[i], k + 1);
-                v[k] = cap.value[i];
-            }
-            k++;
-        }
-    return k;
-}
-
 /* cv.<name> (final) is the mean of the fold rows, cv.<name>.std their
  * population standard deviation; the fold values go to v. */
 static void assert_mean_std(const char *name, int folds, double *v) {
-    char key[64];
-    double mean = 0, sd = 0, got_mean = 0, got_sd = 0;
-    snprintf(key, sizeof key, "cv.%s", name);
-    assert_int_equal(cap_folds(key, v, folds), folds);
-    for (int f = 0; f < folds; f++) mean += v[f] / folds;
-    for (int f = 0; f < folds; f++) sd += (v[f] - mean) * (v[f] - mean) / folds;
-    sd = sqrt(sd);
-    int finals = 0;
-    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
-        if (strcmp(cap.key[i], key) == 0 && cap.step[i] < 0) {
-            finals++;
-            got_mean = cap.value[i];
-        }
-    assert_int_equal(finals, 1);
-    snprintf(key, sizeof key, "cv.%s.std", name);
-    assert_int_equal(cap_count(key, &got_sd), 1);
-    assert_near(got_mean, mean, 1e-9 * (1 + fabs(mean)));
-    assert_near(got_sd, sd, 1e-9 * (1 + sd));
+    assert_cv_mean_std(&cap, name, folds, v);
 }
 
 /* cv_folds: k-means re-runs on each fold of the raw training rows (the
@@ -628,7 +542,7 @@ static void assert_mean_std(const char *name, int folds, double *v) {
 static void test_evaluate_cross_validation(void **state) {
     (void)state;
     enum { N = 300, D = 2, K = 3, F = 5 };
-    mp_dataset *raw = blobs(N, D, K, 0.5, true, 30);
+    mp_dataset *raw = axis_blobs(N, D, K, 0.5, true, 30);
     mp_ctx ctx = ctx_for(mp_dataset_copy(raw, &(mp_err){ 0 }));
     assert_non_null(ctx.train);
     kmeans_conf kc = conf_default(K);
@@ -670,14 +584,14 @@ static void test_evaluate_cross_validation(void **state) {
     eval_conf conf = { { .v = (char **)all, .n = 1 }, 5000, 4, false };
     memset(&cap, 0, sizeof cap);
     assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_OK);
-    capture first = cap;
+    metric_capture first = cap;
     memset(&cap, 0, sizeof cap);
     assert_int_equal(run_eval_conf(&ctx, &conf, &err), MP_OK);
     assert_int_equal(cap.n, first.n);
     for (int i = 0; i < cap.n; i++) assert_true(cap.value[i] == first.value[i]);
 
     /* Without labels adjusted_rand is left out of the folds too. */
-    mp_dataset *unlabelled = blobs(N, D, K, 0.5, false, 30);
+    mp_dataset *unlabelled = axis_blobs(N, D, K, 0.5, false, 30);
     h.raw_train = unlabelled;
     conf = (eval_conf){ { .v = (char **)all, .n = 3 }, 5000, 3, true };
     memset(&cap, 0, sizeof cap);
@@ -718,7 +632,7 @@ static void test_evaluate_cross_validation(void **state) {
 
 static void test_evaluate_cv_alloc_failures(void **state) {
     (void)state;
-    mp_dataset *raw = blobs(60, 2, 3, 0.5, true, 31);
+    mp_dataset *raw = axis_blobs(60, 2, 3, 0.5, true, 31);
     mp_ctx ctx = ctx_for(mp_dataset_copy(raw, &(mp_err){ 0 }));
     assert_non_null(ctx.train);
     kmeans_conf kc = conf_default(3);
@@ -756,14 +670,12 @@ static void test_evaluate_cv_alloc_failures(void **state) {
 static void test_model_file_round_trip(void **state) {
     (void)state;
     enum { N = 120, D = 3, K = 4 };
-    mp_ctx ctx = ctx_for(blobs(N, D, K, 0.5, true, 32));
+    mp_ctx ctx = ctx_for(axis_blobs(N, D, K, 0.5, true, 32));
     kmeans_conf c = conf_default(K);
     mp_err err = { 0 };
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    char dir[] = "/tmp/mp_test_kmeans_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[128];
-    snprintf(path, sizeof path, "%s/km.mlpm", dir);
+    char dir[64], path[128];
+    tmp_model_path(dir, path);
     assert_int_equal(mp_model_save(path, &ctx, NULL, NULL, &err), MP_OK);
 
     mp_model_file *mf = NULL;
@@ -785,76 +697,39 @@ static void test_model_file_round_trip(void **state) {
     mp_matrix_release(&X);
     mp_matrix_release(&scores);
     mp_model_file_free(mf);
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(rmdir(dir), 0);
+    remove_model(dir, path);
     ctx_release(&ctx);
 }
 
 /* ---------------------------------------------------------------- save / load */
 
+/* round_trip's checks for k-means: the same centers, and none for a
+ * model without state. */
+static void same_centers(const mp_model *m, const mp_model *m2, mp_art_reader *r) {
+    (void)r;
+    size_t k1 = 0, k2 = 0;
+    const float *c1 = mp_kmeans_centers(m, &k1), *c2 = mp_kmeans_centers(m2, &k2);
+    assert_non_null(c1);
+    assert_non_null(c2);
+    assert_int_equal(k1, k2);
+    assert_memory_equal(c1, c2, k1 * m->n_features * sizeof(float));
+    mp_model bad = *m2;
+    bad.state = NULL;
+    assert_null(mp_kmeans_centers(&bad, &k1));
+}
+
 static void test_save_load_predict(void **state) {
     (void)state;
     enum { N = 200, D = 4, K = 5 };
-    mp_ctx ctx = ctx_for(blobs(N, D, K, 1.0, false, 9));
+    mp_ctx ctx = ctx_for(axis_blobs(N, D, K, 1.0, false, 9));
     kmeans_conf c = conf_default(K);
     mp_err err = { 0 };
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    const mp_model *m = ctx.model;
-
-    char dir[] = "/tmp/mp_test_kmeans_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[128];
-    snprintf(path, sizeof path, "%s/m.mlpm", dir);
-    mp_art_writer *w = NULL;
-    assert_int_equal(mp_art_writer_open(path, &w, &err), MP_OK);
-    if (m->ops->save(m, w, "model.", &err) != MP_OK) {
-        mp_art_writer_abort(w);
-        fail_msg("save: %s", err.msg);
-    }
-    assert_int_equal(mp_art_writer_commit(w, NULL, NULL, &err), MP_OK);
-
-    mp_art_reader *r = NULL;
-    assert_int_equal(mp_art_reader_open(path, &r, &err), MP_OK);
-    mp_model *m2 = mp_calloc(1, sizeof *m2);
-    assert_non_null(m2);
-    *m2 = (mp_model){ .ops = m->ops, .task = m->task, .n_features = m->n_features,
-                      .n_outputs = m->n_outputs };
-    if (m->ops->load(m2, r, "model.", &err) != MP_OK) fail_msg("load: %s", err.msg);
-    size_t k1 = 0, k2 = 0;
-    assert_memory_equal(mp_kmeans_centers(m, &k1), mp_kmeans_centers(m2, &k2),
-                        K * D * sizeof(float));
-    assert_int_equal(k1, k2);
-
-    mp_matrix p1 = { 0 }, p2 = { 0 };
-    assert_int_equal(mp_matrix_init(&p1, N, 1, &err), MP_OK);
-    assert_int_equal(mp_matrix_init(&p2, N, 1, &err), MP_OK);
-    assert_int_equal(m->ops->predict(m, &ctx.train->X, &p1, &err), MP_OK);
-    assert_int_equal(m2->ops->predict(m2, &ctx.train->X, &p2, &err), MP_OK);
-    assert_memory_equal(p1.data, p2.data, N * sizeof(float));
-
-    mp_model bad = *m2;
-    bad.state = NULL;
-    bad.n_outputs = 2;
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "model.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    bad.n_outputs = 1;
-    bad.n_features = D + 1;
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "model.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "other.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    /* Not a k-means model: no centers. */
-    assert_null(mp_kmeans_centers(&bad, &k1));
-
-    mp_matrix_release(&p1);
-    mp_matrix_release(&p2);
-    mp_model_free(m2);
-    mp_art_reader_free(r);
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(rmdir(dir), 0);
+    size_t k = 0;
+    assert_non_null(mp_kmeans_centers(ctx.model, &k));
+    assert_int_equal(k, K);
+    assert_int_equal(ctx.model->n_features, D);
+    round_trip(ctx.model, ctx.train, same_centers);
     ctx_release(&ctx);
 }
 
@@ -866,19 +741,8 @@ static void alloc_fail_loop(int init, int n_init) {
     c.n_init = n_init;
     int failures = 0;
     for (long nth = 1;; nth++) {
-        mp_ctx ctx = ctx_for(blobs(60, 2, 3, 0.5, false, 10));
-        mp_err err = { 0 };
-        mp_mem_fail_after(nth);
-        int rc = run_stage(&ctx, &c, &err);
-        mp_mem_fail_after(0);
-        if (rc == MP_OK) {
-            assert_non_null(ctx.model);
-            ctx_release(&ctx);
-            break;
-        }
-        if (rc != MP_E_NOMEM) fail_msg("allocation %ld: code %d (%s)", nth, rc, err.msg);
-        assert_null(ctx.model);
-        ctx_release(&ctx);
+        mp_ctx ctx = ctx_for(axis_blobs(60, 2, 3, 0.5, false, 10));
+        if (train_with_failing_alloc(&mp_stage_kmeans, &c, &ctx, nth)) break;
         failures++;
         assert_true(nth < 200);
     }

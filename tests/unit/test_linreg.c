@@ -28,6 +28,7 @@
 
 #include "mp.h"
 #include "artifact.h"
+#include "fixtures.h"
 
 extern const mp_stage_ops mp_stage_linear_regression;
 extern const mp_stage_ops mp_stage_eval_regression;
@@ -53,27 +54,10 @@ static linreg_conf conf_default(void) {
 
 /* ---------------------------------------------------------------- fixtures */
 
-static char **names(const char *stem, size_t n) {
-    char **v = mp_calloc(n, sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++) {
-        char b[32];
-        snprintf(b, sizeof b, "%s%zu", stem, i);
-        v[i] = mp_strdup(b);
-        assert_non_null(v[i]);
-    }
-    return v;
-}
-
 /* n rows of d standard-normal features; y = bias + w . x + noise * N(0,1). */
 static mp_dataset *linear_data(size_t n, size_t d, const double *w, double bias, double noise,
                                uint64_t seed) {
-    mp_err err = { 0 };
-    mp_dataset *ds = mp_dataset_new();
-    assert_non_null(ds);
-    assert_int_equal(mp_matrix_init(&ds->X, n, d, &err), MP_OK);
-    ds->y = mp_calloc(n, sizeof *ds->y);
-    assert_non_null(ds->y);
+    mp_dataset *ds = dataset(n, d);
     mp_rng rng;
     mp_rng_seed(&rng, seed);
     for (size_t i = 0; i < n; i++) {
@@ -86,47 +70,16 @@ static mp_dataset *linear_data(size_t n, size_t d, const double *w, double bias,
         ds->y[i] = y + noise * mp_rng_normal(&rng);
     }
     ds->task = MP_TASK_REGRESSION;
-    ds->feature_names = names("x", d);
     ds->target_name = mp_strdup("y");
     return ds;
 }
 
 /* The metric sink of the test host. */
-#define MAX_ROWS 4000
-typedef struct capture {
-    int    n;                   /* rows seen */
-    char   key[MAX_ROWS][48];
-    double value[MAX_ROWS];
-    long   step[MAX_ROWS];
-    int    fail_at;             /* 1-based row that fails with MP_E_DB; 0 = never */
-} capture;
-
-static int cap_metric(void *ud, const char *key, double value, long step, mp_err *err) {
-    capture *c = ud;
-    if (c->fail_at && c->n + 1 == c->fail_at)
-        return MP_ERR(err, MP_E_DB, "cannot write metric: disk full");
-    if (c->n < MAX_ROWS) {
-        snprintf(c->key[c->n], sizeof c->key[c->n], "%s", key);
-        c->value[c->n] = value;
-        c->step[c->n] = step;
-    }
-    c->n++;
-    return MP_OK;
-}
-
-static capture cap;
-static mp_host host = { .metric = cap_metric, .ud = &cap };
+static metric_capture cap;
+static mp_host host = { .metric = metric_capture_metric, .ud = &cap };
 
 /* Number of captured rows with this key; the last value in *v. */
-static int cap_count(const char *key, double *v) {
-    int k = 0;
-    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
-        if (strcmp(cap.key[i], key) == 0) {
-            k++;
-            if (v) *v = cap.value[i];
-        }
-    return k;
-}
+static int cap_count(const char *key, double *v) { return metric_count(&cap, key, v); }
 
 /* The log sink: warnings, concatenated. */
 static char logbuf[4096];
@@ -146,15 +99,7 @@ static mp_ctx ctx_for(mp_dataset *ds) {
 }
 
 static int run_stage(mp_ctx *ctx, linreg_conf *c, mp_err *err) {
-    mp_stage st = { .ops = &mp_stage_linear_regression, .conf = c, .name = "train" };
-    return mp_stage_linear_regression.run(&st, ctx, err);
-}
-
-static void ctx_release(mp_ctx *ctx) {
-    mp_dataset_free(ctx->train);
-    mp_dataset_free(ctx->test);
-    mp_model_free(ctx->model);
-    memset(ctx, 0, sizeof *ctx);
+    return run_ops(&mp_stage_linear_regression, c, ctx, err);
 }
 
 /* Reads the fitted intercept and d weights back through predict: the
@@ -173,20 +118,10 @@ static void read_params(const mp_model *m, double *w, double *b) {
     mp_matrix_release(&out);
 }
 
-static void assert_near(double got, double want, double tol) {
-    if (!(fabs(got - want) <= tol)) fail_msg("got %.10g, want %.10g (tol %g)", got, want, tol);
-}
-
-static void assert_msg_has(const mp_err *err, const char *needle) {
-    if (!strstr(err->msg, needle)) fail_msg("message '%s' lacks '%s'", err->msg, needle);
-}
-
 static int setup(void **state) {
     (void)state;
-    mp_log_level = MP_LOG_WARN;
+    reset_test_state();
     mp_log_set_sink(log_sink, NULL);
-    mp_cancel_signal = 0;
-    mp_mem_fail_after(0);
     return 0;
 }
 
@@ -696,40 +631,14 @@ extern const mp_stage_ops mp_stage_standardize;
 typedef struct standardize_conf { bool with_mean, with_std; } standardize_conf;
 
 /* The fold rows of key in fold order; returns their count. */
-static int cap_folds(const char *key, double *v, int max) {
-    int k = 0;
-    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
-        if (strcmp(cap.key[i], key) == 0 && cap.step[i] >= 0) {
-            if (k < max) {
-                assert_int_equal(cap.step[i], k + 1);
-                v[k] = cap.value[i];
-            }
-            k++;
-        }
-    return k;
-}
+static int cap_folds(const char *key, double *v, int max) { return metric_folds(&cap, key, v, max); }
 
 /* The final figure cv.<name> is the mean of its fold rows and cv.<name>.std
  * their population standard deviation. */
 static void assert_mean_std(const char *name, int folds) {
-    char key[64];
-    double v[16], mean = 0, sd = 0, got_mean = 0, got_sd = 0;
-    snprintf(key, sizeof key, "cv.%s", name);
-    assert_int_equal(cap_folds(key, v, 16), folds);
-    for (int f = 0; f < folds; f++) mean += v[f] / folds;
-    for (int f = 0; f < folds; f++) sd += (v[f] - mean) * (v[f] - mean) / folds;
-    sd = sqrt(sd);
-    int finals = 0;
-    for (int i = 0; i < cap.n && i < MAX_ROWS; i++)
-        if (strcmp(cap.key[i], key) == 0 && cap.step[i] < 0) {
-            finals++;
-            got_mean = cap.value[i];
-        }
-    assert_int_equal(finals, 1);
-    snprintf(key, sizeof key, "cv.%s.std", name);
-    assert_int_equal(cap_count(key, &got_sd), 1);
-    assert_near(got_mean, mean, 1e-9 * (1 + fabs(mean)));
-    assert_near(got_sd, sd, 1e-9 * (1 + sd));
+    double v[16];
+    assert_true(folds <= 16);
+    assert_cv_mean_std(&cap, name, folds, v);
 }
 
 /* cv_folds: the transform and train stages re-run on each fold of the raw
@@ -777,7 +686,7 @@ static void test_evaluate_cross_validation(void **state) {
         assert_true(r2[f] > 0.9 && ev[f] >= r2[f] - 1e-3);    /* var(y) = 5.5 */
     }
     /* Seeded folds: the same figures again. */
-    capture first = cap;
+    metric_capture first = cap;
     memset(&cap, 0, sizeof cap);
     assert_int_equal(run_eval_cv(&ctx, all, 5, 5, &err), MP_OK);
     assert_int_equal(cap.n, first.n);
@@ -825,64 +734,17 @@ static void test_evaluate_cross_validation(void **state) {
 
 /* ---------------------------------------------------------------- save / load */
 
-static void round_trip(const mp_model *m, const mp_dataset *ds) {
-    char dir[] = "/tmp/mp_test_linreg_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[128];
-    snprintf(path, sizeof path, "%s/m.mlpm", dir);
+/* round_trip's check for a linear model: predict refuses a matrix of the
+ * wrong width. */
+static void wrong_width_refused(const mp_model *m, const mp_model *m2, mp_art_reader *r) {
+    (void)r;
     mp_err err = { 0 };
-    mp_art_writer *w = NULL;
-    assert_int_equal(mp_art_writer_open(path, &w, &err), MP_OK);
-    if (m->ops->save(m, w, "model.", &err) != MP_OK) {
-        mp_art_writer_abort(w);
-        fail_msg("save: %s", err.msg);
-    }
-    assert_int_equal(mp_art_writer_commit(w, NULL, NULL, &err), MP_OK);
-
-    mp_art_reader *r = NULL;
-    assert_int_equal(mp_art_reader_open(path, &r, &err), MP_OK);
-    mp_model *m2 = mp_calloc(1, sizeof *m2);
-    assert_non_null(m2);
-    *m2 = (mp_model){ .ops = m->ops, .task = m->task, .n_features = m->n_features,
-                      .n_outputs = m->n_outputs, .has_proba = m->has_proba };
-    if (m->ops->load(m2, r, "model.", &err) != MP_OK) fail_msg("load: %s", err.msg);
-
-    size_t n = ds->X.n_rows;
-    mp_matrix p1 = { 0 }, p2 = { 0 };
-    assert_int_equal(mp_matrix_init(&p1, n, 1, &err), MP_OK);
-    assert_int_equal(mp_matrix_init(&p2, n, 1, &err), MP_OK);
-    assert_int_equal(m->ops->predict(m, &ds->X, &p1, &err), MP_OK);
-    assert_int_equal(m2->ops->predict(m2, &ds->X, &p2, &err), MP_OK);
-    assert_memory_equal(p1.data, p2.data, n * sizeof(float));
-
-    /* Shapes that disagree with the file fail cleanly, building nothing. */
-    mp_model bad = *m2;
-    bad.state = NULL;
-    bad.n_outputs = 2;
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "model.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    bad.n_outputs = 1;
-    bad.n_features = m->n_features + 1;
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "model.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "other.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    /* Predict refuses a matrix of the wrong width. */
-    mp_matrix X1 = { 0 };
+    mp_matrix X1 = { 0 }, out = { 0 };
     assert_int_equal(mp_matrix_init(&X1, 2, m->n_features + 1, &err), MP_OK);
-    err = (mp_err){ 0 };
-    assert_int_equal(m2->ops->predict(m2, &X1, &p2, &err), MP_E_DATA);
-
+    assert_int_equal(mp_matrix_init(&out, 2, 1, &err), MP_OK);
+    assert_int_equal(m2->ops->predict(m2, &X1, &out, &err), MP_E_DATA);
     mp_matrix_release(&X1);
-    mp_matrix_release(&p1);
-    mp_matrix_release(&p2);
-    mp_model_free(m2);
-    mp_art_reader_free(r);
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(rmdir(dir), 0);
+    mp_matrix_release(&out);
 }
 
 static void test_save_load_predict(void **state) {
@@ -892,11 +754,11 @@ static void test_save_load_predict(void **state) {
     linreg_conf c = conf_default();
     mp_err err = { 0 };
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    round_trip(ctx.model, ctx.train);
+    round_trip(ctx.model, ctx.train, wrong_width_refused);
     c.solver = ADAM;
     c.epochs = 5;
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    round_trip(ctx.model, ctx.train);
+    round_trip(ctx.model, ctx.train, wrong_width_refused);
     ctx_release(&ctx);
 }
 
@@ -916,18 +778,7 @@ static void alloc_fail_loop(int solver, bool shuffle, bool collinear) {
         if (collinear)
             for (size_t i = 0; i < 40; i++) MP_AT(&ds->X, i, 2) = 3.0f * MP_AT(&ds->X, i, 0);
         mp_ctx ctx = ctx_for(ds);
-        mp_err err = { 0 };
-        mp_mem_fail_after(nth);
-        int rc = run_stage(&ctx, &c, &err);
-        mp_mem_fail_after(0);
-        if (rc == MP_OK) {
-            assert_non_null(ctx.model);
-            ctx_release(&ctx);
-            break;
-        }
-        if (rc != MP_E_NOMEM) fail_msg("allocation %ld: code %d (%s)", nth, rc, err.msg);
-        assert_null(ctx.model);
-        ctx_release(&ctx);
+        if (train_with_failing_alloc(&mp_stage_linear_regression, &c, &ctx, nth)) break;
         failures++;
         assert_true(nth < 100);
     }

@@ -25,47 +25,9 @@
 #include "artifact.h"
 #include "logreg.h"
 #include "optim.h"
+#include "fixtures.h"
 
 /* ---------------------------------------------------------------- fixtures */
-
-static char **names(const char *stem, size_t n) {
-    char **v = mp_calloc(n, sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++) {
-        char b[32];
-        snprintf(b, sizeof b, "%s%zu", stem, i);
-        v[i] = mp_strdup(b);
-        assert_non_null(v[i]);
-    }
-    return v;
-}
-
-/* n rows of k Gaussian blobs in 2-D: row i belongs to class i % k and lies
- * around ctr[class] with standard deviation sd. */
-static mp_dataset *blobs(size_t n, size_t k, const float (*ctr)[2], double sd, uint64_t seed) {
-    mp_err err = { 0 };
-    mp_dataset *ds = mp_dataset_new();
-    assert_non_null(ds);
-    assert_int_equal(mp_matrix_init(&ds->X, n, 2, &err), MP_OK);
-    ds->y = mp_calloc(n, sizeof *ds->y);
-    assert_non_null(ds->y);
-    mp_rng rng;
-    mp_rng_seed(&rng, seed);
-    for (size_t i = 0; i < n; i++) {
-        size_t c = i % k;
-        MP_AT(&ds->X, i, 0) = (float)(ctr[c][0] + sd * mp_rng_normal(&rng));
-        MP_AT(&ds->X, i, 1) = (float)(ctr[c][1] + sd * mp_rng_normal(&rng));
-        ds->y[i] = (double)c;
-    }
-    ds->task = MP_TASK_CLASSIFICATION;
-    ds->feature_names = names("x", 2);
-    ds->class_names = names("c", k);
-    ds->n_classes = k;
-    return ds;
-}
-
-static const float TWO[2][2] = { { -2.0f, -2.0f }, { 2.0f, 2.0f } };
-static const float THREE[3][2] = { { 0.0f, 3.0f }, { -3.0f, -2.0f }, { 3.0f, -2.0f } };
 
 static mp_logreg_conf conf_default(void) {
     return (mp_logreg_conf){ .optimizer = MP_OPT_ADAM, .learning_rate = 0.05, .epochs = 100,
@@ -75,33 +37,8 @@ static mp_logreg_conf conf_default(void) {
 }
 
 /* The metric sink of the test host: train.loss rows in order. */
-#define MAX_ROWS 2000
-typedef struct capture {
-    int    n;                   /* train.loss rows seen */
-    double loss[MAX_ROWS];
-    long   step[MAX_ROWS];
-    int    other;               /* rows with any other key */
-    int    fail_at;             /* 1-based row that fails with MP_E_DB; 0 = never */
-} capture;
-
-static int cap_metric(void *ud, const char *key, double value, long step, mp_err *err) {
-    capture *c = ud;
-    if (strcmp(key, "train.loss") != 0) {
-        c->other++;
-        return MP_OK;
-    }
-    if (c->fail_at && c->n + 1 == c->fail_at)
-        return MP_ERR(err, MP_E_DB, "cannot write metric: disk full");
-    if (c->n < MAX_ROWS) {
-        c->loss[c->n] = value;
-        c->step[c->n] = step;
-    }
-    c->n++;
-    return MP_OK;
-}
-
-static capture cap;
-static mp_host host = { .metric = cap_metric, .ud = &cap };
+static loss_capture cap;
+static mp_host host = { .metric = loss_capture_metric, .ud = &cap };
 
 static mp_ctx ctx_for(mp_dataset *ds) {
     memset(&cap, 0, sizeof cap);
@@ -110,37 +47,12 @@ static mp_ctx ctx_for(mp_dataset *ds) {
 }
 
 static int run_stage(mp_ctx *ctx, mp_logreg_conf *c, mp_err *err) {
-    mp_stage st = { .ops = &mp_stage_logistic_regression, .conf = c, .name = "train" };
-    return mp_stage_logistic_regression.run(&st, ctx, err);
-}
-
-static void ctx_release(mp_ctx *ctx) {
-    mp_dataset_free(ctx->train);
-    mp_dataset_free(ctx->test);
-    mp_model_free(ctx->model);
-    memset(ctx, 0, sizeof *ctx);
-}
-
-/* Fraction of rows of ds the model classifies right. */
-static double accuracy(const mp_model *m, const mp_dataset *ds) {
-    mp_err err = { 0 };
-    mp_matrix pred = { 0 };
-    assert_int_equal(mp_model_predict(m, &ds->X, &pred, &err), MP_OK);
-    size_t ok = 0;
-    for (size_t i = 0; i < ds->X.n_rows; i++) ok += pred.data[i] == (float)ds->y[i];
-    mp_matrix_release(&pred);
-    return (double)ok / (double)ds->X.n_rows;
-}
-
-static void assert_msg_has(const mp_err *err, const char *needle) {
-    if (!strstr(err->msg, needle)) fail_msg("message '%s' lacks '%s'", err->msg, needle);
+    return run_ops(&mp_stage_logistic_regression, c, ctx, err);
 }
 
 static int setup(void **state) {
     (void)state;
-    mp_log_level = MP_LOG_WARN;     /* keep the per-run info lines out of the output */
-    mp_cancel_signal = 0;
-    mp_mem_fail_after(0);
+    reset_test_state();     /* log level WARN keeps the per-run info lines out of the output */
     return 0;
 }
 
@@ -536,61 +448,6 @@ static void test_metric_failure(void **state) {
 
 /* ---------------------------------------------------------------- save / load */
 
-/* Saves m under "model.", loads it into a fresh model with the shape the
- * model-file loader would set, and checks predictions are bitwise equal. */
-static void round_trip(const mp_model *m, const mp_dataset *ds) {
-    char dir[] = "/tmp/mp_test_logreg_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[128];
-    snprintf(path, sizeof path, "%s/m.mlpm", dir);
-    mp_err err = { 0 };
-    mp_art_writer *w = NULL;
-    assert_int_equal(mp_art_writer_open(path, &w, &err), MP_OK);
-    if (m->ops->save(m, w, "model.", &err) != MP_OK) {
-        mp_art_writer_abort(w);
-        fail_msg("save: %s", err.msg);
-    }
-    assert_int_equal(mp_art_writer_commit(w, NULL, NULL, &err), MP_OK);
-
-    mp_art_reader *r = NULL;
-    assert_int_equal(mp_art_reader_open(path, &r, &err), MP_OK);
-    mp_model *m2 = mp_calloc(1, sizeof *m2);
-    *m2 = (mp_model){ .ops = m->ops, .task = m->task, .n_features = m->n_features,
-                      .n_outputs = m->n_outputs, .has_proba = m->has_proba };
-    if (m->ops->load(m2, r, "model.", &err) != MP_OK) fail_msg("load: %s", err.msg);
-
-    size_t n = ds->X.n_rows, k = m->n_outputs;
-    mp_matrix p1 = { 0 }, p2 = { 0 };
-    assert_int_equal(mp_matrix_init(&p1, n, k, &err), MP_OK);
-    assert_int_equal(mp_matrix_init(&p2, n, k, &err), MP_OK);
-    assert_int_equal(m->ops->predict(m, &ds->X, &p1, &err), MP_OK);
-    assert_int_equal(m2->ops->predict(m2, &ds->X, &p2, &err), MP_OK);
-    assert_memory_equal(p1.data, p2.data, n * k * sizeof(float));
-
-    /* A shape that disagrees with the file fails cleanly, building nothing. */
-    mp_model bad = *m2;
-    bad.state = NULL;
-    bad.n_outputs = k + 1;
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "model.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    bad.n_outputs = k;
-    bad.n_features = m->n_features + 1;
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "model.", &err), MP_E_PARSE);
-    assert_null(bad.state);
-    err = (mp_err){ 0 };
-    assert_int_equal(m->ops->load(&bad, r, "other.", &err), MP_E_PARSE);   /* missing keys */
-    assert_null(bad.state);
-
-    mp_matrix_release(&p1);
-    mp_matrix_release(&p2);
-    mp_model_free(m2);
-    mp_art_reader_free(r);
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(rmdir(dir), 0);
-}
-
 static void test_save_load_predict(void **state) {
     (void)state;
     mp_logreg_conf c = conf_default();
@@ -598,11 +455,11 @@ static void test_save_load_predict(void **state) {
     mp_err err = { 0 };
     mp_ctx ctx = ctx_for(blobs(100, 2, TWO, 1.0, 13));
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    round_trip(ctx.model, ctx.train);
+    round_trip(ctx.model, ctx.train, NULL);
     ctx_release(&ctx);
     ctx = ctx_for(blobs(150, 3, THREE, 1.0, 14));
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    round_trip(ctx.model, ctx.train);
+    round_trip(ctx.model, ctx.train, NULL);
     ctx_release(&ctx);
 }
 
@@ -617,26 +474,9 @@ static void alloc_fail_loop(bool numeric_target, bool shuffle) {
     int failures = 0;
     for (long nth = 1;; nth++) {
         mp_dataset *ds = blobs(40, 3, THREE, 0.5, 15);
-        if (numeric_target) {
-            for (size_t i = 0; i < ds->n_classes; i++) mp_free(ds->class_names[i]);
-            mp_free(ds->class_names);
-            ds->class_names = NULL;
-            ds->n_classes = 0;
-            ds->task = MP_TASK_REGRESSION;
-        }
+        if (numeric_target) make_numeric(ds);
         mp_ctx ctx = ctx_for(ds);
-        mp_err err = { 0 };
-        mp_mem_fail_after(nth);
-        int rc = run_stage(&ctx, &c, &err);
-        mp_mem_fail_after(0);
-        if (rc == MP_OK) {
-            assert_non_null(ctx.model);
-            ctx_release(&ctx);
-            break;
-        }
-        if (rc != MP_E_NOMEM) fail_msg("allocation %ld: code %d (%s)", nth, rc, err.msg);
-        assert_null(ctx.model);
-        ctx_release(&ctx);
+        if (train_with_failing_alloc(&mp_stage_logistic_regression, &c, &ctx, nth)) break;
         failures++;
         assert_true(nth < 100);
     }

@@ -30,63 +30,9 @@
 #include "artifact.h"
 #include "mlp.h"
 #include "optim.h"
+#include "fixtures.h"
 
 /* ---------------------------------------------------------------- fixtures */
-
-static char **names(const char *stem, size_t n) {
-    char **v = mp_calloc(n, sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < n; i++) {
-        char b[32];
-        snprintf(b, sizeof b, "%s%zu", stem, i);
-        v[i] = mp_strdup(b);
-        assert_non_null(v[i]);
-    }
-    return v;
-}
-
-/* An empty dataset of n rows x d features with a y column and feature names. */
-static mp_dataset *dataset(size_t n, size_t d) {
-    mp_err err = { 0 };
-    mp_dataset *ds = mp_dataset_new();
-    assert_non_null(ds);
-    assert_int_equal(mp_matrix_init(&ds->X, n, d, &err), MP_OK);
-    ds->y = mp_calloc(n, sizeof *ds->y);
-    assert_non_null(ds->y);
-    ds->feature_names = names("x", d);
-    return ds;
-}
-
-static void set_classes(mp_dataset *ds, size_t k) {
-    ds->task = MP_TASK_CLASSIFICATION;
-    ds->class_names = names("c", k);
-    ds->n_classes = k;
-}
-
-/* Drops the class list: y keeps its numbers as a regression target. */
-static void make_numeric(mp_dataset *ds) {
-    for (size_t i = 0; i < ds->n_classes; i++) mp_free(ds->class_names[i]);
-    mp_free(ds->class_names);
-    ds->class_names = NULL;
-    ds->n_classes = 0;
-    ds->task = MP_TASK_REGRESSION;
-}
-
-/* n rows of k Gaussian blobs in 2-D: row i belongs to class i % k and lies
- * around ctr[class] with standard deviation sd. */
-static mp_dataset *blobs(size_t n, size_t k, const float (*ctr)[2], double sd, uint64_t seed) {
-    mp_dataset *ds = dataset(n, 2);
-    mp_rng rng;
-    mp_rng_seed(&rng, seed);
-    for (size_t i = 0; i < n; i++) {
-        size_t c = i % k;
-        MP_AT(&ds->X, i, 0) = (float)(ctr[c][0] + sd * mp_rng_normal(&rng));
-        MP_AT(&ds->X, i, 1) = (float)(ctr[c][1] + sd * mp_rng_normal(&rng));
-        ds->y[i] = (double)c;
-    }
-    set_classes(ds, k);
-    return ds;
-}
 
 /* XOR: the four corners of the unit square, each `reps` times. */
 static mp_dataset *xor_data(size_t reps) {
@@ -117,9 +63,6 @@ static mp_dataset *smooth_data(size_t n, uint64_t seed) {
     ds->task = MP_TASK_REGRESSION;
     return ds;
 }
-
-static const float TWO[2][2] = { { -2.0f, -2.0f }, { 2.0f, 2.0f } };
-static const float THREE[3][2] = { { 0.0f, 3.0f }, { -3.0f, -2.0f }, { 3.0f, -2.0f } };
 
 static int hidden_storage[4];
 
@@ -185,37 +128,12 @@ static mp_ctx ctx_for(mp_dataset *ds) {
 }
 
 static int run_stage(mp_ctx *ctx, mp_mlp_conf *c, mp_err *err) {
-    mp_stage st = { .ops = &mp_stage_mlp, .conf = c, .name = "train" };
-    return mp_stage_mlp.run(&st, ctx, err);
-}
-
-static void ctx_release(mp_ctx *ctx) {
-    mp_dataset_free(ctx->train);
-    mp_dataset_free(ctx->test);
-    mp_model_free(ctx->model);
-    memset(ctx, 0, sizeof *ctx);
-}
-
-/* Fraction of rows of ds the model classifies right. */
-static double accuracy(const mp_model *m, const mp_dataset *ds) {
-    mp_err err = { 0 };
-    mp_matrix pred = { 0 };
-    assert_int_equal(mp_model_predict(m, &ds->X, &pred, &err), MP_OK);
-    size_t ok = 0;
-    for (size_t i = 0; i < ds->X.n_rows; i++) ok += pred.data[i] == (float)ds->y[i];
-    mp_matrix_release(&pred);
-    return (double)ok / (double)ds->X.n_rows;
-}
-
-static void assert_msg_has(const mp_err *err, const char *needle) {
-    if (!strstr(err->msg, needle)) fail_msg("message '%s' lacks '%s'", err->msg, needle);
+    return run_ops(&mp_stage_mlp, c, ctx, err);
 }
 
 static int setup(void **state) {
     (void)state;
-    mp_log_level = MP_LOG_WARN;     /* keep the per-epoch info lines out of the output */
-    mp_cancel_signal = 0;
-    mp_mem_fail_after(0);
+    reset_test_state();     /* log level WARN keeps the per-epoch info lines out of the output */
     return 0;
 }
 
@@ -958,60 +876,17 @@ static void load_fails(const mp_model *m2, mp_art_reader *r, mp_model bad, const
     assert_null(bad.state);
 }
 
-/* Saves m under "model.", loads it into a fresh model with the shape the
- * model-file loader would set, and checks predictions are bitwise equal. */
-static void round_trip(const mp_model *m, const mp_dataset *ds) {
-    char dir[] = "/tmp/mp_test_mlp_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[128];
-    snprintf(path, sizeof path, "%s/m.mlpm", dir);
-    mp_err err = { 0 };
-    mp_art_writer *w = NULL;
-    assert_int_equal(mp_art_writer_open(path, &w, &err), MP_OK);
-    if (m->ops->save(m, w, "model.", &err) != MP_OK) {
-        mp_art_writer_abort(w);
-        fail_msg("save: %s", err.msg);
-    }
-    assert_int_equal(mp_art_writer_commit(w, NULL, NULL, &err), MP_OK);
-
-    mp_art_reader *r = NULL;
-    assert_int_equal(mp_art_reader_open(path, &r, &err), MP_OK);
-    mp_model *m2 = mp_calloc(1, sizeof *m2);
-    assert_non_null(m2);
-    *m2 = (mp_model){ .ops = m->ops, .task = m->task, .n_features = m->n_features,
-                      .n_outputs = m->n_outputs, .has_proba = m->has_proba };
-    if (m->ops->load(m2, r, "model.", &err) != MP_OK) fail_msg("load: %s", err.msg);
-
-    size_t n = ds->X.n_rows, k = m->n_outputs;
-    mp_matrix p1 = { 0 }, p2 = { 0 };
-    assert_int_equal(mp_matrix_init(&p1, n, k, &err), MP_OK);
-    assert_int_equal(mp_matrix_init(&p2, n, k, &err), MP_OK);
-    assert_int_equal(m->ops->predict(m, &ds->X, &p1, &err), MP_OK);
-    assert_int_equal(m2->ops->predict(m2, &ds->X, &p2, &err), MP_OK);
-    assert_memory_equal(p1.data, p2.data, n * k * sizeof(float));
+/* round_trip's checks for an MLP: the same network, and a model file of the
+ * other task or with no keys under the prefix is refused. */
+static void same_network(const mp_model *m, const mp_model *m2, mp_art_reader *r) {
     const mp_mlp *a = mp_mlp_of_model(m), *b = mp_mlp_of_model(m2);
     assert_int_equal(a->n_layers, b->n_layers);
     assert_int_equal(a->activation, b->activation);
     assert_memory_equal(a->sizes, b->sizes, (a->n_layers + 1) * sizeof(size_t));
-
-    /* Shapes or tasks that disagree with the file fail cleanly, building nothing. */
     mp_model bad = *m2;
-    bad.n_outputs = k + 1;
-    load_fails(m2, r, bad, "model.");
-    bad = *m2;
-    bad.n_features = m->n_features + 1;
-    load_fails(m2, r, bad, "model.");
-    bad = *m2;
     bad.task = m->task == MP_TASK_CLASSIFICATION ? MP_TASK_REGRESSION : MP_TASK_CLASSIFICATION;
     load_fails(m2, r, bad, "model.");
     load_fails(m2, r, *m2, "other.");    /* missing keys */
-
-    mp_matrix_release(&p1);
-    mp_matrix_release(&p2);
-    mp_model_free(m2);
-    mp_art_reader_free(r);
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(rmdir(dir), 0);
 }
 
 static void test_save_load_predict(void **state) {
@@ -1023,7 +898,7 @@ static void test_save_load_predict(void **state) {
     mp_err err = { 0 };
     mp_ctx ctx = ctx_for(blobs(150, 3, THREE, 1.0, 19));
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    round_trip(ctx.model, ctx.train);
+    round_trip(ctx.model, ctx.train, same_network);
     ctx_release(&ctx);
     /* regression, no hidden layer */
     c = conf_default(NULL, 0);
@@ -1031,7 +906,7 @@ static void test_save_load_predict(void **state) {
     c.epochs = 3;
     ctx = ctx_for(smooth_data(80, 20));
     assert_int_equal(run_stage(&ctx, &c, &err), MP_OK);
-    round_trip(ctx.model, ctx.train);
+    round_trip(ctx.model, ctx.train, same_network);
     ctx_release(&ctx);
 }
 
@@ -1058,17 +933,7 @@ static void alloc_fail_loop(int task, bool encoded, double validation_split, int
             else assert_int_equal(mp_dataset_encode_labels(ds, &err), MP_OK);
         }
         mp_ctx ctx = ctx_for(ds);
-        mp_mem_fail_after(nth);
-        int rc = run_stage(&ctx, &c, &err);
-        mp_mem_fail_after(0);
-        if (rc == MP_OK) {
-            assert_non_null(ctx.model);
-            ctx_release(&ctx);
-            break;
-        }
-        if (rc != MP_E_NOMEM) fail_msg("allocation %ld: code %d (%s)", nth, rc, err.msg);
-        assert_null(ctx.model);
-        ctx_release(&ctx);
+        if (train_with_failing_alloc(&mp_stage_mlp, &c, &ctx, nth)) break;
         failures++;
         assert_true(nth < 100);
     }
