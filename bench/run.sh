@@ -182,7 +182,7 @@ wanted() { [ -z "$only" ] || tr ',' '\n' <<<"$only" | grep -qx -- "$1"; }
 
 # ---------------------------------------------------------------- mlpipe vs references
 if [ -z "$only" ] || [ -n "$main_only" ]; then
-    "$PY" bench/bench.py --runs "${BENCH_RUNS:-3}" --only "$main_only" --out "$OUT" \
+    "$PY" bench/bench.py ${BENCH_RUNS:+--runs "$BENCH_RUNS"} --only "$main_only" --out "$OUT" \
         --data "$BENCH_DATA" --mlpipe "$ROOT/mlpipe"
 else
     echo "# mlpipe benchmark results (other benchmarks only)" >"$OUT/results.md"
