@@ -66,6 +66,9 @@ void mp_csv_opts_init(mp_csv_opts *o);                /* the defaults above */
  * cell, ragged row, missing value, unterminated quote: where =
  * "FILE:LINE[:COL]"), MP_E_DATA (empty file, no data rows, column names as
  * above), MP_E_CONFIG (an invalid delimiter), MP_E_NOMEM.
+ * A regular file of 8 MiB or more (not stdin) is parsed by two threads, the
+ * calling one and a worker it joins before returning; the result, errors
+ * included, is the same as from one.  The file should not change meanwhile.
  */
 int  mp_csv_read(const char *path, const mp_csv_opts *o, mp_dataset **out, mp_err *err);
 
