@@ -5,8 +5,8 @@
  * installs).  The mp_log() macro checks the level before formatting, so debug
  * logging in a hot loop costs one comparison.  While a run executes, the run
  * id and stage name are attached to each record so log collectors can index
- * JSON lines by them.  A progress bar on the terminal (runner/progress.c) is
- * erased before each line is written.
+ * JSON lines by them.  Whatever else draws on the terminal (the progress bar
+ * of runner/progress.c) registers a hook that clears it before each line.
  */
 #include "mp.h"
 
@@ -18,11 +18,12 @@
 #include <time.h>
 #include <sys/time.h>
 
-#include "progress.h"
-
 int mp_log_level = MP_LOG_INFO;
 
 static int log_format = MP_LOG_TEXT;
+static void (*before_line)(void);      /* mp_log_set_before_line */
+
+void mp_log_set_before_line(void (*fn)(void)) { before_line = fn; }
 static char ctx_run[32];
 static char ctx_stage[64];
 static mp_log_sink sink_fn;
@@ -57,7 +58,7 @@ static void write_record(int level, const mp_log_field *fields, size_t n_fields,
     }
     /* A progress bar drawn on the terminal goes first (runner/progress.c
      * redraws it at its next update), so the line starts on a clean line. */
-    mp_progress_clear();
+    if (before_line) before_line();
     if (log_format == MP_LOG_JSON) {
         struct timeval tv;
         gettimeofday(&tv, NULL);

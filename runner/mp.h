@@ -57,6 +57,9 @@ void mp_log_set_format(int fmt);
 void mp_log_set_context(const char *run_id, const char *stage);
 typedef void (*mp_log_sink)(int level, const char *msg, void *userdata);
 void mp_log_set_sink(mp_log_sink fn, void *userdata);   /* NULL restores stderr */
+/* fn runs before each line written to stderr (NULL: nothing), e.g. to erase
+ * a progress bar first. */
+void mp_log_set_before_line(void (*fn)(void));
 /* True when log lines go to stderr as text (no sink, not JSON): then a
  * progress bar can share the terminal with them. */
 bool mp_log_is_text_stderr(void);

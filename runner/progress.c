@@ -274,6 +274,7 @@ void mp_progress_begin(const char *stage) {
     double v;
     if (iv && mp_parse_double(iv, &v) && v > 0 && v < 1e6) pg.interval = v;
     snprintf(pg.stage, sizeof pg.stage, "%s", stage ? stage : "");
+    if (bar) mp_log_set_before_line(mp_progress_clear);     /* log lines erase the bar */
     pg.t_start = coarse_now();
     pg.next = 0;                /* the first update sets the rate baseline */
 }

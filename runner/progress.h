@@ -8,8 +8,8 @@
  * shows:
  *   - stderr is a terminal (and TERM is not "dumb"), text logs, no log sink:
  *     a one-line bar redrawn in place with \r at most 10 times a second,
- *     erased before any other log line (runner/log.c calls mp_progress_clear)
- *     and at the end of the stage;
+ *     erased before any other log line (mp_progress_clear is runner/log.c's
+ *     before-line hook then) and at the end of the stage;
  *   - otherwise (a pipe, a file, JSON logs): an info log line every
  *     MLPIPE_PROGRESS_INTERVAL seconds (default 5), the first one only once
  *     the stage has run that long, so short stages print none.
