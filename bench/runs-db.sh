@@ -3,10 +3,10 @@
 # rows, and metric logging throughput (docs/BENCHMARKS.md, "Run database").
 #
 #   bench/runs-db.sh                  (bench/run.sh, i.e. `make bench`, runs it too)
-#   BENCH_RUNS=20000 BENCH_ROWS=100 bench/runs-db.sh
+#   BENCH_DB_RUNS=20000 BENCH_ROWS=100 bench/runs-db.sh
 #
 # 1. builds ./mlpipe and bench/rundb-bench.c (linked against build/rel objects);
-# 2. generates the database: BENCH_RUNS runs x BENCH_ROWS metric rows in one
+# 2. generates the database: BENCH_DB_RUNS runs x BENCH_ROWS metric rows in one
 #    transaction (rundb-bench gen), on the schema mlpipe itself creates;
 # 3. times `mlpipe runs ...` commands on it, best of BENCH_REPEAT, as a user
 #    would see them: the whole process, start-up included;
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MLPIPE=${MLPIPE:-./mlpipe}
 OUT=${BENCH_OUT:-build/bench}
-RUNS=${BENCH_RUNS:-10000}
+RUNS=${BENCH_DB_RUNS:-10000}  # not BENCH_RUNS: that is run.sh's repeat count
 ROWS=${BENCH_ROWS:-100}
 REPEAT=${BENCH_REPEAT:-5}
 LOG_ROWS=${BENCH_LOG_ROWS:-1000000}
