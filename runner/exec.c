@@ -188,18 +188,6 @@ static int add_sweep_params(const mp_run_opts *o, char ***keys, char ***vals, si
 }
 
 int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err) {
-    *run_id = 0;
-    if (!o->point_sets) {
-        /* A pipeline with a `sweep:` runs once per grid point. */
-        mp_spec *spec = NULL;
-        if (mp_config_load(o->pipeline, &spec, err) != MP_OK) {
-            if (err->code == MP_E_IO) err->code = MP_E_CONFIG;
-            return err->code;
-        }
-        int rc = spec->n_points ? mp_sweep_run(o, spec, out, err) : -1;
-        mp_spec_free(spec);
-        if (rc != -1) return rc;
-    }
     return run_one(o, out, run_id, err);
 }
 

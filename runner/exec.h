@@ -30,11 +30,15 @@ typedef struct mp_run_opts {
  * On success the caller owns *spec and *stages (mp_spec_free, mp_stages_free). */
 int mp_exec_prepare(const mp_run_opts *o, mp_spec **spec, mp_stage **stages, mp_err *err);
 
-/* Runs the pipeline (every point of its `sweep:`, see runner/sweep.c) and
- * records it.  Prints a JSON summary (run id, status,
- * final metrics) to out.  *run_id gets the run's id once one was created
- * (else 0).  Returns MP_OK, or the error that stopped the run. */
+/* Runs the pipeline once (exec.c; o->point_sets, when set, are a sweep
+ * point's overrides) and records it.  Prints a JSON summary (run id,
+ * status, final metrics) to out.  *run_id gets the run's id once one was
+ * created (else 0).  Returns MP_OK, or the error that stopped the run. */
 int mp_exec_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err);
+
+/* What `mlpipe run` does (sweep.c): mp_sweep_run when the pipeline has a
+ * `sweep:` (and o is not already one point of it), else mp_exec_run. */
+int mp_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err);
 
 /* Runs the sweep of spec (loaded from o->pipeline): one point (o->sweep_index
  * >= 0) or all of them, with o->jobs worker processes, then prints a table of

@@ -215,7 +215,7 @@ int main(int argc, char **argv) {
         } else {
             long long run_id = 0;
             install_signals();
-            mp_exec_run(&o, stdout, &run_id, &err);
+            mp_run(&o, stdout, &run_id, &err);
         }
         rc = finish(&err);
     } else if (strcmp(cmd, "stages") == 0) {

@@ -279,6 +279,22 @@ done:
     mp_rundb_close(db);
 }
 
+int mp_run(const mp_run_opts *o, FILE *out, long long *run_id, mp_err *err) {
+    *run_id = 0;
+    if (!o->point_sets) {
+        /* A pipeline with a `sweep:` runs once per grid point. */
+        mp_spec *spec = NULL;
+        if (mp_config_load(o->pipeline, &spec, err) != MP_OK) {
+            if (err->code == MP_E_IO) err->code = MP_E_CONFIG;
+            return err->code;
+        }
+        int rc = spec->n_points ? mp_sweep_run(o, spec, out, err) : -1;
+        mp_spec_free(spec);
+        if (rc != -1) return rc;
+    }
+    return mp_exec_run(o, out, run_id, err);
+}
+
 int mp_sweep_run(const mp_run_opts *o, const mp_spec *spec, FILE *out, mp_err *err) {
     char id[16];
     if (o->sweep_index >= 0) {
