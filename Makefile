@@ -17,7 +17,7 @@ CC      ?= cc
 # Debian packages the build, the tests and the demo need (checked by `make deps`).
 DEB_PKGS = gcc libc6-dev make pkg-config libyaml-dev libcsv-dev libopenblas-dev \
            libsqlite3-dev libcmocka-dev libjansson-dev libssl-dev libmicrohttpd-dev \
-           zlib1g-dev sqlite3 curl dataset-fashion-mnist
+           zlib1g-dev sqlite3 curl jq dataset-fashion-mnist
 
 PKGS     = yaml-0.1 sqlite3 openblas jansson libcrypto libmicrohttpd zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
