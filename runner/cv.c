@@ -9,10 +9,13 @@
  * evaluator's callback.  Folds are assigned from the pipeline seed, so they
  * repeat exactly; with stratification each class is dealt round-robin over
  * the folds after a seeded shuffle (scikit-learn's StratifiedKFold keeps the
- * same proportions).
+ * same proportions).  mp_cv_stat adds up one metric's figures over the folds
+ * for the evaluators.
  */
 #include "mp.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,4 +128,29 @@ done:
     mp_free(tr);
     mp_free(va);
     return err->code;
+}
+
+int mp_cv_stat_add(mp_ctx *ctx, mp_cv_stat *s, const char *name, double v, int fold,
+                   mp_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "cv.%s", name);
+    s->sum += v;
+    s->sumsq += v * v;
+    s->count++;
+    mp_ctx_metric(ctx, key, v, fold, err);
+    return err->code;
+}
+
+int mp_cv_stat_record(mp_ctx *ctx, const mp_cv_stat *s, const char *name, mp_err *err) {
+    if (s->count == 0) return MP_OK;
+    double mean = s->sum / s->count;
+    double var = s->sumsq / s->count - mean * mean;
+    double sd = var > 0 ? sqrt(var) : 0.0;
+    char key[128];
+    snprintf(key, sizeof key, "cv.%s", name);
+    if (mp_ctx_metric(ctx, key, mean, -1, err) != MP_OK) return err->code;
+    snprintf(key, sizeof key, "cv.%s.std", name);
+    if (mp_ctx_metric(ctx, key, sd, -1, err) != MP_OK) return err->code;
+    mp_log(MP_LOG_INFO, "evaluate: cv.%s = %.6g +- %.6g (%d folds)", name, mean, sd, s->count);
+    return MP_OK;
 }

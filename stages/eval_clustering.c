@@ -209,8 +209,7 @@ typedef struct cv_acc {
     const eval_conf *conf;
     mp_ctx          *ctx;
     bool             want[M_COUNT];     /* asked for (a name listed twice counts once) */
-    double           sum[M_COUNT], sumsq[M_COUNT];
-    int              count[M_COUNT];    /* folds where the metric was defined */
+    mp_cv_stat       stat[M_COUNT];     /* over the folds where the metric was defined */
 } cv_acc;
 
 /* One fold: record cv.<metric> at step = fold and accumulate mean/std. */
@@ -229,12 +228,7 @@ static int cv_fold(void *ud, int fold, const mp_model *m, const mp_dataset *held
         if (metric_value(a->conf, a->ctx, &s, id, (uint64_t)fold, &v, &skip, err) != MP_OK)
             break;
         if (!isfinite(v)) continue;     /* skipped, or one cluster in this fold */
-        char key[128];
-        snprintf(key, sizeof key, "cv.%s", metric_names[id]);
-        a->sum[id] += v;
-        a->sumsq[id] += v * v;
-        a->count[id]++;
-        mp_ctx_metric(a->ctx, key, v, fold, err);
+        mp_cv_stat_add(a->ctx, &a->stat[id], metric_names[id], v, fold, err);
     }
     scored_release(&s);
     return err->code;
@@ -248,19 +242,8 @@ static int cross_validate(const eval_conf *c, mp_ctx *ctx, mp_err *err) {
     }
     if (mp_ctx_cross_validate(ctx, c->cv_folds, c->cv_stratified, cv_fold, &a, err) != MP_OK)
         return err->code;
-    for (int id = 0; id < M_COUNT; id++) {
-        if (a.count[id] == 0) continue;
-        double mean = a.sum[id] / a.count[id];
-        double var = a.sumsq[id] / a.count[id] - mean * mean;
-        double sd = var > 0 ? sqrt(var) : 0.0;  /* population std, as numpy's std() */
-        char key[128];
-        snprintf(key, sizeof key, "cv.%s", metric_names[id]);
-        if (mp_ctx_metric(ctx, key, mean, -1, err) != MP_OK) return err->code;
-        snprintf(key, sizeof key, "cv.%s.std", metric_names[id]);
-        if (mp_ctx_metric(ctx, key, sd, -1, err) != MP_OK) return err->code;
-        mp_log(MP_LOG_INFO, "evaluate: cv.%s = %.6g +- %.6g (%d folds)", metric_names[id], mean,
-               sd, a.count[id]);
-    }
+    for (int id = 0; id < M_COUNT; id++)
+        if (mp_cv_stat_record(ctx, &a.stat[id], metric_names[id], err) != MP_OK) return err->code;
     return MP_OK;
 }
 

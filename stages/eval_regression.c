@@ -64,8 +64,7 @@ static int check_model(const mp_model *m, mp_err *err) {
 typedef struct cv_acc {
     mp_ctx          *ctx;
     bool             want[M_COUNT];     /* asked for (a name listed twice counts once) */
-    double           sum[M_COUNT], sumsq[M_COUNT];
-    int              count[M_COUNT];    /* folds where the metric was defined */
+    mp_cv_stat       stat[M_COUNT];     /* over the folds where the metric was defined */
 } cv_acc;
 
 /* One fold: record cv.<metric> at step = fold and accumulate mean/std. */
@@ -81,12 +80,7 @@ static int cv_fold(void *ud, int fold, const mp_model *m, const mp_dataset *held
         if (!a->want[id]) continue;
         double v = metric_value(id, held_out->y, pred.data, held_out->X.n_rows);
         if (!isfinite(v)) continue;     /* e.g. r2 of a fold whose targets are all equal */
-        char key[128];
-        snprintf(key, sizeof key, "cv.%s", metric_names[id]);
-        a->sum[id] += v;
-        a->sumsq[id] += v * v;
-        a->count[id]++;
-        mp_ctx_metric(a->ctx, key, v, fold, err);
+        mp_cv_stat_add(a->ctx, &a->stat[id], metric_names[id], v, fold, err);
     }
     mp_matrix_release(&pred);
     return err->code;
@@ -101,19 +95,8 @@ static int cross_validate(const eval_conf *c, mp_ctx *ctx, mp_err *err) {
     /* Regression targets are numbers: there are no classes to stratify by. */
     if (mp_ctx_cross_validate(ctx, c->cv_folds, false, cv_fold, &a, err) != MP_OK)
         return err->code;
-    for (int id = 0; id < M_COUNT; id++) {
-        if (a.count[id] == 0) continue;
-        double mean = a.sum[id] / a.count[id];
-        double var = a.sumsq[id] / a.count[id] - mean * mean;
-        double sd = var > 0 ? sqrt(var) : 0.0;  /* population std, as numpy's std() */
-        char key[128];
-        snprintf(key, sizeof key, "cv.%s", metric_names[id]);
-        if (mp_ctx_metric(ctx, key, mean, -1, err) != MP_OK) return err->code;
-        snprintf(key, sizeof key, "cv.%s.std", metric_names[id]);
-        if (mp_ctx_metric(ctx, key, sd, -1, err) != MP_OK) return err->code;
-        mp_log(MP_LOG_INFO, "evaluate: cv.%s = %.6g +- %.6g (%d folds)", metric_names[id], mean,
-               sd, a.count[id]);
-    }
+    for (int id = 0; id < M_COUNT; id++)
+        if (mp_cv_stat_record(ctx, &a.stat[id], metric_names[id], err) != MP_OK) return err->code;
     return MP_OK;
 }
 

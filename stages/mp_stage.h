@@ -311,6 +311,20 @@ typedef int (*mp_cv_fn)(void *ud, int fold, const mp_model *model, const mp_data
  * pipeline has no train stage or K exceeds the rows (or a class's rows). */
 int mp_ctx_cross_validate(mp_ctx *ctx, int k, bool stratified, mp_cv_fn fn, void *ud, mp_err *err);
 
+/* The figures of one metric over the folds, for an evaluator's mp_cv_fn:
+ * mp_cv_stat_add records a fold's value v as cv.<name> at step = fold and
+ * adds it up; after mp_ctx_cross_validate, mp_cv_stat_record records
+ * cv.<name> (the mean over the folds that gave a value) and cv.<name>.std
+ * (the population standard deviation, as numpy's std()) and logs them --
+ * nothing when no fold gave a value.  Start from a zeroed mp_cv_stat. */
+typedef struct mp_cv_stat {
+    double sum, sumsq;
+    int    count;
+} mp_cv_stat;
+int mp_cv_stat_add(mp_ctx *ctx, mp_cv_stat *s, const char *name, double v, int fold,
+                   mp_err *err);
+int mp_cv_stat_record(mp_ctx *ctx, const mp_cv_stat *s, const char *name, mp_err *err);
+
 /* ---------------------------------------------------------------- stages */
 
 typedef enum mp_stage_kind {
