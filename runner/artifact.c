@@ -778,3 +778,13 @@ int mp_art_get_doubles(mp_art_reader *r, const char *key, double *dst, size_t n,
     if (n) memcpy(dst, e->values, n * sizeof *dst);
     return MP_OK;
 }
+
+bool mp_art_key(char *buf, size_t size, const char *module, const char *prefix, const char *name,
+                int code, mp_err *err) {
+    int n = snprintf(buf, size, "%s%s", prefix, name);
+    if (n < 0 || (size_t)n >= size) {
+        MP_ERR(err, code, "%s: model key prefix '%s' is too long", module, prefix);
+        return false;
+    }
+    return true;
+}

@@ -131,22 +131,11 @@ static int kmeans_predict(const mp_model *m, const mp_matrix *X, mp_matrix *out,
     return MP_OK;
 }
 
-/* "<prefix><name>" into buf; false (with err set to code) if it does not fit. */
-static bool make_key(char *buf, size_t size, const char *prefix, const char *name, int code,
-                     mp_err *err) {
-    int len = snprintf(buf, size, "%s%s", prefix, name);
-    if (len < 0 || (size_t)len >= size) {
-        MP_ERR(err, code, MODULE ": model key prefix '%s' is too long", prefix);
-        return false;
-    }
-    return true;
-}
-
 static int kmeans_save(const mp_model *m, mp_art_writer *w, const char *prefix, mp_err *err) {
     const kmeans_state *s = m->state;
     char k1[256], k2[256];
-    if (!make_key(k1, sizeof k1, prefix, "k", MP_E_IO, err) ||
-        !make_key(k2, sizeof k2, prefix, "centers", MP_E_IO, err))
+    if (!mp_art_key(k1, sizeof k1, MODULE, prefix, "k", MP_E_IO, err) ||
+        !mp_art_key(k2, sizeof k2, MODULE, prefix, "centers", MP_E_IO, err))
         return err->code;
     if (mp_art_put_int(w, k1, (long long)s->k) != MP_OK ||
         mp_art_put_floats(w, k2, s->data, s->k * s->d) != MP_OK)
@@ -156,8 +145,8 @@ static int kmeans_save(const mp_model *m, mp_art_writer *w, const char *prefix, 
 
 static int kmeans_load(mp_model *m, mp_art_reader *r, const char *prefix, mp_err *err) {
     char k1[256], k2[256];
-    if (!make_key(k1, sizeof k1, prefix, "k", MP_E_PARSE, err) ||
-        !make_key(k2, sizeof k2, prefix, "centers", MP_E_PARSE, err))
+    if (!mp_art_key(k1, sizeof k1, MODULE, prefix, "k", MP_E_PARSE, err) ||
+        !mp_art_key(k2, sizeof k2, MODULE, prefix, "centers", MP_E_PARSE, err))
         return err->code;
     long long k = 0;
     if (mp_art_get_int(r, k1, &k, err) != MP_OK) return err->code;

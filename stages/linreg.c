@@ -116,22 +116,11 @@ static int linreg_predict(const mp_model *m, const mp_matrix *X, mp_matrix *out,
     return MP_OK;
 }
 
-/* "<prefix><name>" into buf; false (with err set to code) if it does not fit. */
-static bool make_key(char *buf, size_t size, const char *prefix, const char *name, int code,
-                     mp_err *err) {
-    int len = snprintf(buf, size, "%s%s", prefix, name);
-    if (len < 0 || (size_t)len >= size) {
-        MP_ERR(err, code, MODULE ": model key prefix '%s' is too long", prefix);
-        return false;
-    }
-    return true;
-}
-
 static int linreg_save(const mp_model *m, mp_art_writer *w, const char *prefix, mp_err *err) {
     const linreg_state *s = m->state;
     char k1[256], k2[256];
-    if (!make_key(k1, sizeof k1, prefix, "coef", MP_E_IO, err) ||
-        !make_key(k2, sizeof k2, prefix, "intercept", MP_E_IO, err))
+    if (!mp_art_key(k1, sizeof k1, MODULE, prefix, "coef", MP_E_IO, err) ||
+        !mp_art_key(k2, sizeof k2, MODULE, prefix, "intercept", MP_E_IO, err))
         return err->code;
     if (mp_art_put_floats(w, k1, s->coef, s->d) != MP_OK ||
         mp_art_put_double(w, k2, s->intercept) != MP_OK)
@@ -144,8 +133,8 @@ static int linreg_load(mp_model *m, mp_art_reader *r, const char *prefix, mp_err
         return MP_ERR(err, MP_E_PARSE, MODULE ": model file gives %zu outputs, expected 1",
                       m->n_outputs);
     char k1[256], k2[256];
-    if (!make_key(k1, sizeof k1, prefix, "coef", MP_E_PARSE, err) ||
-        !make_key(k2, sizeof k2, prefix, "intercept", MP_E_PARSE, err))
+    if (!mp_art_key(k1, sizeof k1, MODULE, prefix, "coef", MP_E_PARSE, err) ||
+        !mp_art_key(k2, sizeof k2, MODULE, prefix, "intercept", MP_E_PARSE, err))
         return err->code;
     linreg_state *s = state_new(m->n_features);
     if (!s)

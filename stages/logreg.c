@@ -176,24 +176,13 @@ static int logreg_predict(const mp_model *m, const mp_matrix *X, mp_matrix *out,
     return MP_OK;
 }
 
-/* buf := prefix + name; false (and err set) if it does not fit. */
-static bool make_key(char *buf, size_t size, const char *prefix, const char *name, int code,
-                     mp_err *err) {
-    int n = snprintf(buf, size, "%s%s", prefix, name);
-    if (n < 0 || (size_t)n >= size) {
-        MP_ERR(err, code, MODULE ": model key prefix '%s' is too long", prefix);
-        return false;
-    }
-    return true;
-}
-
 static int logreg_save(const mp_model *m, mp_art_writer *w, const char *prefix, mp_err *err) {
     const logreg *s = m->state;
     size_t R = s->n_logits, d = s->n_features;
     char kw[256], kb[256], kn[256];
-    if (!make_key(kw, sizeof kw, prefix, "weights", MP_E_IO, err) ||
-        !make_key(kb, sizeof kb, prefix, "bias", MP_E_IO, err) ||
-        !make_key(kn, sizeof kn, prefix, "n_classes", MP_E_IO, err))
+    if (!mp_art_key(kw, sizeof kw, MODULE, prefix, "weights", MP_E_IO, err) ||
+        !mp_art_key(kb, sizeof kb, MODULE, prefix, "bias", MP_E_IO, err) ||
+        !mp_art_key(kn, sizeof kn, MODULE, prefix, "n_classes", MP_E_IO, err))
         return err->code;
     if (mp_art_put_int(w, kn, (long long)s->n_classes) != MP_OK ||
         mp_art_put_floats(w, kw, s->theta, R * d) != MP_OK ||
@@ -204,9 +193,9 @@ static int logreg_save(const mp_model *m, mp_art_writer *w, const char *prefix, 
 
 static int logreg_load(mp_model *m, mp_art_reader *r, const char *prefix, mp_err *err) {
     char kw[256], kb[256], kn[256];
-    if (!make_key(kw, sizeof kw, prefix, "weights", MP_E_PARSE, err) ||
-        !make_key(kb, sizeof kb, prefix, "bias", MP_E_PARSE, err) ||
-        !make_key(kn, sizeof kn, prefix, "n_classes", MP_E_PARSE, err))
+    if (!mp_art_key(kw, sizeof kw, MODULE, prefix, "weights", MP_E_PARSE, err) ||
+        !mp_art_key(kb, sizeof kb, MODULE, prefix, "bias", MP_E_PARSE, err) ||
+        !mp_art_key(kn, sizeof kn, MODULE, prefix, "n_classes", MP_E_PARSE, err))
         return err->code;
     long long k = 0;
     if (mp_art_get_int(r, kn, &k, err) != MP_OK) return err->code;

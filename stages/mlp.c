@@ -578,17 +578,6 @@ static int mlp_predict(const mp_model *m, const mp_matrix *X, mp_matrix *out, mp
     return MP_OK;
 }
 
-/* buf := prefix + name; false (and err set) if it does not fit. */
-static bool make_key(char *buf, size_t size, const char *prefix, const char *name, int code,
-                     mp_err *err) {
-    int n = snprintf(buf, size, "%s%s", prefix, name);
-    if (n < 0 || (size_t)n >= size) {
-        MP_ERR(err, code, MODULE ": model key prefix '%s' is too long", prefix);
-        return false;
-    }
-    return true;
-}
-
 /* The keys of a saved network, each prefix + one of these names. */
 enum { KEY_LAYERS, KEY_SIZES, KEY_ACTIVATION, KEY_OUTPUT, KEY_PARAMS, KEY_COUNT };
 static const char *const key_names[] = { "n_layers", "sizes", "activation", "output", "params" };
@@ -596,7 +585,8 @@ _Static_assert(sizeof key_names / sizeof *key_names == KEY_COUNT, "key_names");
 
 static bool make_keys(char (*keys)[256], const char *prefix, int code, mp_err *err) {
     for (int i = 0; i < KEY_COUNT; i++)
-        if (!make_key(keys[i], sizeof keys[i], prefix, key_names[i], code, err)) return false;
+        if (!mp_art_key(keys[i], sizeof keys[i], MODULE, prefix, key_names[i], code, err))
+            return false;
     return true;
 }
 

@@ -159,6 +159,11 @@ void     mp_rng_shuffle(mp_rng *r, size_t *v, size_t n);
 typedef struct mp_art_writer mp_art_writer;
 typedef struct mp_art_reader mp_art_reader;
 
+/* buf := prefix + name, the key a stage's value goes under.  False, with err
+ * set to code and "<module>: model key prefix '...' is too long", when it
+ * does not fit in size bytes. */
+bool mp_art_key(char *buf, size_t size, const char *module, const char *prefix, const char *name,
+                int code, mp_err *err);
 int mp_art_put_str(mp_art_writer *w, const char *key, const char *value);
 int mp_art_put_strs(mp_art_writer *w, const char *key, char *const *v, size_t n);
 int mp_art_put_int(mp_art_writer *w, const char *key, long long value);

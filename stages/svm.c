@@ -567,17 +567,13 @@ static int svm_predict(const mp_model *m, const mp_matrix *X, mp_matrix *out, mp
 }
 
 /* prefix + name into buf; false when it does not fit. */
-static bool make_key(char *buf, size_t size, const char *prefix, const char *name) {
-    int len = snprintf(buf, size, "%s%s", prefix, name);
-    return len >= 0 && (size_t)len < size;
-}
-
 static int svm_save(const mp_model *m, mp_art_writer *w, const char *prefix, mp_err *err) {
     const svm_model *s = m->state;
     char kc[256], kw[256], kb[256];
-    if (!make_key(kc, sizeof kc, prefix, "n_classes") ||
-        !make_key(kw, sizeof kw, prefix, "weights") || !make_key(kb, sizeof kb, prefix, "bias"))
-        return MP_ERR(err, MP_E_IO, MODULE ": model key prefix '%s' is too long", prefix);
+    if (!mp_art_key(kc, sizeof kc, MODULE, prefix, "n_classes", MP_E_IO, err) ||
+        !mp_art_key(kw, sizeof kw, MODULE, prefix, "weights", MP_E_IO, err) ||
+        !mp_art_key(kb, sizeof kb, MODULE, prefix, "bias", MP_E_IO, err))
+        return err->code;
     if (mp_art_put_int(w, kc, (long long)s->n_classes) != MP_OK ||
         mp_art_put_floats(w, kw, s->W, s->n_rows * s->n_features) != MP_OK ||
         mp_art_put_floats(w, kb, s->b, s->n_rows) != MP_OK)
@@ -587,9 +583,10 @@ static int svm_save(const mp_model *m, mp_art_writer *w, const char *prefix, mp_
 
 static int svm_load(mp_model *m, mp_art_reader *r, const char *prefix, mp_err *err) {
     char kc[256], kw[256], kb[256];
-    if (!make_key(kc, sizeof kc, prefix, "n_classes") ||
-        !make_key(kw, sizeof kw, prefix, "weights") || !make_key(kb, sizeof kb, prefix, "bias"))
-        return MP_ERR(err, MP_E_PARSE, MODULE ": model key prefix '%s' is too long", prefix);
+    if (!mp_art_key(kc, sizeof kc, MODULE, prefix, "n_classes", MP_E_PARSE, err) ||
+        !mp_art_key(kw, sizeof kw, MODULE, prefix, "weights", MP_E_PARSE, err) ||
+        !mp_art_key(kb, sizeof kb, MODULE, prefix, "bias", MP_E_PARSE, err))
+        return err->code;
     long long k = 0;
     if (mp_art_get_int(r, kc, &k, err) != MP_OK) return err->code;
     size_t d = m->n_features;

@@ -1291,8 +1291,25 @@ static void test_bench_400k(void **state) {
     free(g);
 }
 
+/* mp_art_key: prefix + name when it fits (the terminator included), else
+ * false with the stage's error code and a message naming module and prefix. */
+static void test_art_key(void **state) {
+    (void)state;
+    mp_err err = { 0 };
+    char buf[8];
+    assert_true(mp_art_key(buf, sizeof buf, "svm", "m.", "bias", MP_E_IO, &err));
+    assert_string_equal(buf, "m.bias");
+    assert_true(mp_art_key(buf, sizeof buf, "svm", "m.w", "eigh", MP_E_IO, &err));
+    assert_string_equal(buf, "m.weigh");
+    assert_int_equal(err.code, MP_OK);
+    assert_false(mp_art_key(buf, sizeof buf, "svm", "m.w", "eight", MP_E_PARSE, &err));
+    assert_int_equal(err.code, MP_E_PARSE);
+    assert_string_equal(err.msg, "svm: model key prefix 'm.w' is too long");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_art_key),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_roundtrip_all_types),
         T(test_exact_bits),
