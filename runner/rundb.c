@@ -74,17 +74,21 @@
  * Every child table's run REFERENCES runs(id) ON DELETE CASCADE: with
  * PRAGMA foreign_keys=ON, `DELETE FROM runs WHERE id = 3` removes all of run 3.
  * Indexes: runs(pipeline, started), runs(status), metrics(run, key, step),
- * metrics(key, value, run, step) WHERE step IS NULL (final figures only:
- * schema 2; run and step make it covering -- SQLite 3.40 reads a partial
- * index as covering only when it holds every column the query names, the
- * one of its WHERE included -- so queries across runs read no table rows),
+ * metrics(key, value, run, step) WHERE step IS NULL (final figures only;
+ * run and step make it covering -- SQLite 3.40 reads a partial index as
+ * covering only when it holds every column the query names, the one of its
+ * WHERE included -- so queries across runs read no table rows),
  * params(key, value), artifacts(run), artifacts(path).
  *
  * Schema 1 -> 2: adds deleted_artifacts and its trigger, params(key, value)
  * and artifacts(path), and replaces the index metrics(key, value) over every
- * row by one over final figures.  The full index doubled the cost of logging
- * per-step history (it is maintained on every row, at random positions) and
- * served no query: histories are read by run, figures across runs by key.
+ * row by one over final figures, metrics(key, value) WHERE step IS NULL.
+ * The full index doubled the cost of logging per-step history (it is
+ * maintained on every row, at random positions) and served no query:
+ * histories are read by run, figures across runs by key.
+ * Schema 2 -> 3: that index becomes metrics(key, value, run, step) WHERE
+ * step IS NULL, covering (a --where on a metric read 2,000 table pages of
+ * 10,000 runs instead of 25 without it).
  *
  * Example: the five best final test accuracies of a pipeline
  *   SELECT r.id, r.started, m.value FROM runs r JOIN metrics m ON m.run = r.id
@@ -186,6 +190,10 @@ static const char *const migrations[] = {
     "CREATE INDEX artifacts_path ON artifacts (path);"
     "CREATE INDEX params_key_value ON params (key, value);"
     "DROP INDEX metrics_key_value;"
+    "CREATE INDEX metrics_final ON metrics (key, value) WHERE step IS NULL;",
+
+    /* 3: the final-figures index made covering (see the schema notes) */
+    "DROP INDEX metrics_final;"
     "CREATE INDEX metrics_final ON metrics (key, value, run, step) WHERE step IS NULL;",
 };
 _Static_assert(sizeof migrations / sizeof *migrations == MP_RUNDB_SCHEMA + 1,

@@ -22,7 +22,7 @@
 
 #include "mp.h"
 
-#define MP_RUNDB_SCHEMA 2       /* PRAGMA user_version this build writes */
+#define MP_RUNDB_SCHEMA 3       /* PRAGMA user_version this build writes */
 
 typedef struct mp_rundb mp_rundb;
 

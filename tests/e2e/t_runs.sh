@@ -260,7 +260,7 @@ test_runs_16_concurrent_writers() {
     sql_eq "SELECT count(*) FROM artifacts" "16" || return 1
     sql_eq "PRAGMA integrity_check" "ok" || return 1
     sql_eq "PRAGMA foreign_key_check" "" || return 1
-    sql_eq "PRAGMA user_version" "2" || return 1
+    sql_eq "PRAGMA user_version" "3" || return 1
 }
 
 test_runs_report_html() {
@@ -351,7 +351,8 @@ test_runs_migrate_v1_database() {
     expect_exit 0 || return 1
     [ "$(tail -1 "$T/out")" = "1,old,0.75,0.3" ] || fail "old data: $(cat "$T/out")" || return 1
     expect_err "migrating schema 1 -> 2" || return 1
-    sql_eq "PRAGMA user_version" "2" || return 1
+    expect_err "migrating schema 2 -> 3" || return 1
+    sql_eq "PRAGMA user_version" "3" || return 1
     sql_eq "SELECT count(*) FROM sqlite_master WHERE name IN ('deleted_artifacts', 'artifacts_deleted', 'metrics_final', 'params_key_value', 'artifacts_path')" "5" || return 1
     sql_eq "SELECT count(*) FROM sqlite_master WHERE name = 'metrics_key_value'" "0" || return 1
     sql_eq "PRAGMA integrity_check" "ok" || return 1

@@ -258,17 +258,17 @@ static void test_open_creates_schema(void **state) {
 
 static void test_newer_schema_refused(void **state) {
     fixture *f = *state;
-    raw_exec(f->path, "CREATE TABLE future (x); PRAGMA user_version = 3;");
+    raw_exec(f->path, "CREATE TABLE future (x); PRAGMA user_version = 4;");
     mp_err err = { 0 };
     mp_rundb *db = NULL;
     assert_int_equal(mp_rundb_open(f->path, &db, &err), MP_E_DB);
     assert_null(db);
     char want[512];
-    snprintf(want, sizeof want, "database '%s' has schema version 3, newer than this "
-             "mlpipe's 2 (upgrade mlpipe)", f->path);
+    snprintf(want, sizeof want, "database '%s' has schema version 4, newer than this "
+             "mlpipe's 3 (upgrade mlpipe)", f->path);
     assert_string_equal(err.msg, want);
     /* left as it was */
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 4);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'runs'"),
                      0);
 }
@@ -922,7 +922,7 @@ static void test_migrate_from_version_1(void **state) {
     mp_log_level = MP_LOG_INFO;
     mp_rundb_close(db);
     char buf[256];
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 3);
     /* the data survived, row for row */
     assert_string_equal(raw_text(f->path, "SELECT pipeline || '|' || status || '|' || seconds ||"
                                  " '|' || seed || '|' || heartbeat FROM runs", buf, sizeof buf),
@@ -949,6 +949,32 @@ static void test_migrate_from_version_1(void **state) {
     db = open_ok(f->path);
     assert_int_equal(add_run(db, "new", 1, 2, "test.accuracy", 0.5), 2);
     mp_rundb_close(db);
+}
+
+/* Schema 2 -> 3: the final-figures index of a version-2 file (as the 2
+ * migration made it) becomes the covering one; rows and queries unchanged. */
+static void test_migrate_from_version_2(void **state) {
+    fixture *f = *state;
+    make_v1(f->path);
+    mp_log_level = MP_LOG_WARN;
+    mp_rundb_close(open_ok(f->path));
+    raw_exec(f->path, "DROP INDEX metrics_final;"
+                      "CREATE INDEX metrics_final ON metrics (key, value) WHERE step IS NULL;"
+                      "PRAGMA user_version = 2;");
+    mp_rundb_close(open_ok(f->path));
+    mp_log_level = MP_LOG_INFO;
+    char buf[256];
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 3);
+    assert_string_equal(raw_text(f->path, "SELECT sql FROM sqlite_master WHERE name ="
+                                 " 'metrics_final'", buf, sizeof buf),
+                        "CREATE INDEX metrics_final ON metrics (key, value, run, step)"
+                        " WHERE step IS NULL");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM metrics"), 3);
+    assert_string_equal(raw_text(f->path, "PRAGMA integrity_check", buf, sizeof buf), "ok");
+    char *out = runs_ok(f->path, "list", "--where", "test.accuracy = 0.75", "--columns",
+                        "id,train.learning_rate", "--format", "csv", NULL);
+    assert_string_equal(out, "id,train.learning_rate\n1,0.3\n");
+    libc_free(out);
 }
 
 /* A migration that fails leaves the file as it was: one transaction. */
@@ -1514,6 +1540,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_runs_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_show, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_version_2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_runs, setup, teardown),
